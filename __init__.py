@@ -1,0 +1,18 @@
+"""QGIS entry point of the ToPT plugin: ``classFactory`` only, nothing heavy.
+
+The engine lives in the top-level package ``topt_core`` inside this folder; the
+folder is appended to ``sys.path`` so the same engine serves QGIS, the command
+line and the tests under one module name.
+"""
+import os
+import sys
+
+_PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__))
+if _PLUGIN_DIR not in sys.path:
+    sys.path.append(_PLUGIN_DIR)
+
+
+def classFactory(iface):  # noqa: N802 (QGIS API name)
+    from .plugin import ToptPlugin
+
+    return ToptPlugin(iface)

@@ -1,0 +1,1 @@
+"""QGIS side of ToPT: provider, algorithms and layer adapters (thin by design)."""

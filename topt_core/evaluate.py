@@ -1,0 +1,72 @@
+"""The published evaluation protocols, reproduced exactly.
+
+Regression (MVURE/MGFN/HREP/GURPP/HAFusion): ``Ridge(alpha=1)`` k-fold,
+out-of-fold predictions concatenated, negatives clipped to 0, then MAE, RMSE
+and R² on the pooled vector. Clustering: ``KMeans(12, random_state=3,
+n_init=10)`` scored by NMI/ARI against the community-district labels.
+scikit-learn does the fitting; this module only fixes the protocol.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import ToptConfigError, ToptDataError
+
+# name -> (n_splits, shuffle, random_state); see shared/data/README.md §6
+PROTOCOLS = {
+    "hafusion-ny": (10, False, None),
+    "mvure-5fold": (5, False, None),
+    "hafusion-chi": (25, True, 2024),
+    "hafusion-sf": (10, True, 2024),
+    "topt-chi": (10, True, 2024),
+}
+
+
+def make_folds(n: int, protocol: str = "hafusion-ny", n_splits: int | None = None):
+    """List of (train_idx, test_idx) for ``n`` samples under a named protocol."""
+    from sklearn.model_selection import KFold
+
+    if protocol not in PROTOCOLS:
+        raise ToptConfigError(f"Unknown protocol {protocol!r}; expected one of {sorted(PROTOCOLS)}.")
+    k, shuffle, rs = PROTOCOLS[protocol]
+    k = n_splits or k
+    if n < k:
+        raise ToptDataError(f"Only {n} labelled regions for {k}-fold cross-validation; label at least {k} "
+                            f"regions or use fewer folds.")
+    return list(KFold(n_splits=k, shuffle=shuffle, random_state=rs).split(np.arange(n)))
+
+
+def regression_metrics(y_true, y_pred) -> dict:
+    """MAE, RMSE and R² (sklearn) on pooled predictions."""
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    y_true = np.asarray(y_true, dtype=float)
+    y_pred = np.asarray(y_pred, dtype=float)
+    return {"mae": float(mean_absolute_error(y_true, y_pred)),
+            "rmse": float(np.sqrt(mean_squared_error(y_true, y_pred))),
+            "r2": float(r2_score(y_true, y_pred))}
+
+
+def ridge_kfold(emb, y, protocol: str = "hafusion-ny", alpha: float = 1.0, n_splits: int | None = None):
+    """The published Ridge protocol. Returns (metrics, out-of-fold predictions)."""
+    from sklearn.linear_model import Ridge
+
+    emb = np.asarray(emb, dtype=float)
+    y = np.asarray(y, dtype=float).reshape(-1)
+    if emb.shape[0] != y.shape[0]:
+        raise ToptDataError(f"{emb.shape[0]} embeddings but {y.shape[0]} targets; expected one target per region.")
+    oof = np.zeros_like(y)
+    for tr, te in make_folds(len(y), protocol, n_splits):
+        oof[te] = Ridge(alpha=alpha).fit(emb[tr], y[tr]).predict(emb[te])
+    oof = np.clip(oof, 0.0, None)
+    return regression_metrics(y, oof), oof
+
+
+def kmeans_clustering_scores(emb, labels, n_clusters: int = 12, random_state: int = 3, n_init: int = 10) -> dict:
+    """KMeans(12, random_state=3, n_init=10) NMI and ARI against reference labels."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    pred = KMeans(n_clusters=n_clusters, random_state=random_state, n_init=n_init).fit_predict(np.asarray(emb))
+    return {"nmi": float(normalized_mutual_info_score(labels, pred)),
+            "ari": float(adjusted_rand_score(labels, pred))}
