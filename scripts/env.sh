@@ -5,9 +5,15 @@ TOPT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export QT_QPA_PLATFORM="${QT_QPA_PLATFORM:-offscreen}"
 export PROJ_DATA="${PROJ_DATA:-/usr/share/proj}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1
-mkdir -p "$TOPT_ROOT/.qgis-plugins"
-[ -L "$TOPT_ROOT/.qgis-plugins/topt" ] || ln -sfn "$TOPT_ROOT" "$TOPT_ROOT/.qgis-plugins/topt"
-export QGIS_PLUGINPATH="$TOPT_ROOT/.qgis-plugins${QGIS_PLUGINPATH:+:$QGIS_PLUGINPATH}"
+if [ -n "${TOPT_PLUGIN_SOURCE:-}" ]; then
+  # load the plugin from another folder (e.g. an unpacked release zip) instead of the checkout
+  export QGIS_PLUGINPATH="$TOPT_PLUGIN_SOURCE"
+else
+  mkdir -p "$TOPT_ROOT/.qgis-plugins"
+  [ -L "$TOPT_ROOT/.qgis-plugins/topt" ] || ln -sfn "$TOPT_ROOT" "$TOPT_ROOT/.qgis-plugins/topt"
+  case ":${QGIS_PLUGINPATH:-}:" in *":$TOPT_ROOT/.qgis-plugins:"*) ;;
+    *) export QGIS_PLUGINPATH="$TOPT_ROOT/.qgis-plugins${QGIS_PLUGINPATH:+:$QGIS_PLUGINPATH}";; esac
+fi
 if [ -x "$TOPT_ROOT/.venv/bin/python" ]; then
   _site=$("$TOPT_ROOT/.venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   case ":${PYTHONPATH:-}:" in *":$_site:"*) ;; *) export PYTHONPATH="$_site${PYTHONPATH:+:$PYTHONPATH}";; esac
