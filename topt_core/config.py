@@ -55,16 +55,28 @@ class SrelConfig(_ConfigMixin):
     heads: int = 4
     dropout: float = 0.1
     spatial_bias: str = "gaussian"      # "gaussian" | "bucket" | "none"
-    distance_buckets: int = 16          # for spatial_bias="bucket"
+    distance_buckets: int = 16          # distance bins for spatial_bias="bucket"
+    distance_kernels: int = 16          # Gaussian kernels for spatial_bias="gaussian"
+    max_hops: int = 8                   # hop-count bins (neighbour graph) for spatial_bias="bucket"
     centrality: bool = True             # degree + mobility strength encodings
+    max_degree: int = 16                # degrees above this share one embedding
+    strength_buckets: int = 16          # quantile bins of mobility in/out strength
+    mobility_bias: bool = True          # OD flow between two regions as an extra attention bias
+    mobility_features: str = "summary"  # "summary" (N-independent) | "rows" (OD rows/columns, ties model to N)
     neighbours: str = "auto"            # "auto" (touching if given, else knn) | "touch" | "knn"
     knn: int = 6
+    mobility_weight: float = 1.0        # self-supervised loss weights
+    poi_weight: float = 1.0
+    landuse_weight: float = 1.0
+    extra_weight: float = 1.0
     epochs: int = 300
     lr: float = 2e-3
     weight_decay: float = 5e-4
     patience: int = 50                  # early stop on the self-supervised loss only
+    min_delta: float = 1e-4             # relative loss improvement that resets patience
     seed: int = 42
     device: str = "auto"
+    threads: int = 0                    # CPU threads for torch; 0 = all but one core (all on <= 2 cores)
     attention: str = "dense"            # attention implementation (dense now; sparse later)
     max_dense_regions: int = 20000      # refuse dense attention above this size with advice
 
@@ -85,6 +97,18 @@ class SrelConfig(_ConfigMixin):
         _check(self.attention in ("dense",), f"SrelConfig.attention must be 'dense', got {self.attention!r}.")
         _check(self.knn >= 1, f"SrelConfig.knn must be >= 1, got {self.knn}.")
         _check(self.distance_buckets >= 2, f"SrelConfig.distance_buckets must be >= 2, got {self.distance_buckets}.")
+        _check(self.distance_kernels >= 1, f"SrelConfig.distance_kernels must be >= 1, got {self.distance_kernels}.")
+        _check(self.max_hops >= 1, f"SrelConfig.max_hops must be >= 1, got {self.max_hops}.")
+        _check(self.max_degree >= 1, f"SrelConfig.max_degree must be >= 1, got {self.max_degree}.")
+        _check(self.strength_buckets >= 2, f"SrelConfig.strength_buckets must be >= 2, got {self.strength_buckets}.")
+        _check(self.mobility_features in ("summary", "rows"),
+               f"SrelConfig.mobility_features must be summary or rows, got {self.mobility_features!r}.")
+        for name in ("mobility_weight", "poi_weight", "landuse_weight", "extra_weight"):
+            _check(getattr(self, name) >= 0, f"SrelConfig.{name} must be >= 0, got {getattr(self, name)}.")
+        _check(self.patience >= 1, f"SrelConfig.patience must be >= 1, got {self.patience}.")
+        _check(self.min_delta >= 0, f"SrelConfig.min_delta must be >= 0, got {self.min_delta}.")
+        _check(self.threads >= 0, f"SrelConfig.threads must be >= 0, got {self.threads}.")
+        _check(self.max_dense_regions >= 2, f"SrelConfig.max_dense_regions must be >= 2, got {self.max_dense_regions}.")
 
 
 @dataclass(frozen=True)

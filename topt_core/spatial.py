@@ -1,0 +1,109 @@
+"""Spatial relations between regions: metric distances and the neighbour graph.
+
+Stage 1 turns these into attention biases (distance) and centrality encodings
+(degree, hop counts). Pure numpy/scipy so it stays importable without torch;
+everything is in metres from ``RegionData.centroids``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from .errors import ToptConfigError, ToptDataError
+
+
+def pairwise_distances(centroids: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """(N, N) Euclidean distances in metres between centroids (metric CRS)."""
+    c = np.asarray(centroids, dtype=np.float64)
+    if c.ndim != 2 or c.shape[1] != 2:
+        raise ToptDataError(f"centroids have shape {c.shape}; expected (N, 2) metric x/y.")
+    diff = c[:, None, :] - c[None, :, :]
+    return np.sqrt((diff ** 2).sum(-1)).astype(dtype)
+
+
+def knn_edges(centroids: np.ndarray, k: int) -> np.ndarray:
+    """(2, E) undirected edges joining every region to its k nearest centroids."""
+    from scipy.spatial import cKDTree
+
+    c = np.asarray(centroids, dtype=np.float64)
+    n = len(c)
+    k = int(min(k, n - 1))
+    if k < 1:
+        return np.zeros((2, 0), dtype=np.int64)
+    _, idx = cKDTree(c).query(c, k=k + 1)
+    rows = np.repeat(np.arange(n), k)
+    cols = idx[:, 1:].reshape(-1)
+    return symmetrise(np.stack([rows, cols]), n)
+
+
+def symmetrise(edges: np.ndarray, n: int) -> np.ndarray:
+    """Undirected, deduplicated, self-loop-free (2, E) edge list in both directions."""
+    e = np.asarray(edges, dtype=np.int64).reshape(2, -1)
+    a = sp.coo_matrix((np.ones(e.shape[1]), (e[0], e[1])), shape=(n, n)).tocsr()
+    a = ((a + a.T) > 0).astype(np.int8).tolil()
+    a.setdiag(0)
+    a = a.tocoo()
+    order = np.lexsort((a.col, a.row))
+    return np.stack([a.row[order], a.col[order]]).astype(np.int64)
+
+
+def neighbour_edges(centroids: np.ndarray, adjacency: np.ndarray | None, mode: str = "auto",
+                    k: int = 6) -> np.ndarray:
+    """The neighbour graph: touching polygons (``adjacency``) or k nearest centroids.
+
+    ``mode="auto"`` uses touching polygons when given and every region has at
+    least one neighbour there; regions left isolated (islands) get their k
+    nearest centroids added so the graph has no isolated nodes.
+    """
+    n = len(centroids)
+    if mode not in ("auto", "touch", "knn"):
+        raise ToptConfigError(f"neighbours mode must be auto, touch or knn, got {mode!r}.")
+    if mode == "knn" or (mode == "auto" and (adjacency is None or np.asarray(adjacency).size == 0)):
+        return knn_edges(centroids, k)
+    if adjacency is None or np.asarray(adjacency).size == 0:
+        raise ToptDataError("neighbours='touch' needs polygon adjacency but the data has none; "
+                            "use neighbours='auto' or 'knn'.")
+    e = symmetrise(adjacency, n)
+    deg = np.bincount(e[0], minlength=n)
+    if (deg == 0).any():
+        lonely = np.flatnonzero(deg == 0)
+        extra = knn_edges(centroids, k)
+        extra = extra[:, np.isin(extra[0], lonely) | np.isin(extra[1], lonely)]
+        e = symmetrise(np.concatenate([e, extra], axis=1), n)
+    return e
+
+
+def degrees(edges: np.ndarray, n: int) -> np.ndarray:
+    """Number of neighbours of each region."""
+    return np.bincount(np.asarray(edges[0], dtype=np.int64), minlength=n).astype(np.int64)
+
+
+def hop_counts(edges: np.ndarray, n: int, max_hops: int) -> np.ndarray:
+    """(N, N) shortest-path hop counts in the neighbour graph, clipped at ``max_hops``.
+
+    Unreachable pairs get ``max_hops`` too (treated as "far"). int16 to keep
+    the dense matrix small.
+    """
+    from scipy.sparse.csgraph import shortest_path
+
+    a = sp.coo_matrix((np.ones(edges.shape[1]), (edges[0], edges[1])), shape=(n, n)).tocsr()
+    h = shortest_path(a, method="D", unweighted=True, directed=False)
+    h[~np.isfinite(h)] = max_hops
+    return np.minimum(h, max_hops).astype(np.int16)
+
+
+def distance_scale(centroids: np.ndarray) -> float:
+    """Typical spacing between regions: median nearest-neighbour distance (metres).
+
+    Makes the distance encodings scale-free across cities and grid sizes.
+    """
+    from scipy.spatial import cKDTree
+
+    c = np.asarray(centroids, dtype=np.float64)
+    if len(c) < 2:
+        return 1.0
+    d, _ = cKDTree(c).query(c, k=2)
+    nn = d[:, 1]
+    nn = nn[nn > 0]
+    s = float(np.median(nn)) if nn.size else 1.0
+    return s if np.isfinite(s) and s > 0 else 1.0

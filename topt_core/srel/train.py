@@ -1,0 +1,245 @@
+"""Training, embedding, saving and loading SREL models (the stage-1 public API).
+
+Training is full-batch (all regions attend to all regions), seeded and
+deterministic on a given CPU; stopping looks only at the self-supervised loss.
+Before anything large is allocated the dense-attention memory is estimated
+and the job refused with advice if it would not fit.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import checkpoint
+from ..config import SrelConfig
+from ..device import DeviceChoice, limit_threads, resolve_device
+from ..errors import ToptCheckpointError, ToptConfigError, ToptResourceError
+from ..progress import check_canceled, ensure_reporter
+from .losses import build_targets, srel_loss
+from .model import SrelModel, estimate_dense_memory, fit_preprocessing, input_schema, check_schema, prepare_inputs
+
+FORMAT = "topt-srel"
+WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclass
+class SrelResult:
+    embeddings: np.ndarray
+    model: SrelModel
+    history: list = field(default_factory=list)
+    device: DeviceChoice | None = None
+    epochs_run: int = 0
+    seconds: float = 0.0
+    stopped_early: bool = False
+
+
+# -- memory --------------------------------------------------------------------------------------
+
+def available_memory(device: str = "cpu") -> int | None:
+    """Bytes available on the device: CUDA free memory, else psutil, else /proc/meminfo; None if unknown."""
+    if device.startswith("cuda"):
+        try:
+            free, _ = torch.cuda.mem_get_info(torch.device(device))
+            return int(free)
+        except Exception:
+            return None
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:
+        pass
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_memory(n: int, config: SrelConfig, device: str = "cpu") -> int:
+    """Raise ToptResourceError if dense attention over n regions will not fit; return the estimate."""
+    need = estimate_dense_memory(n, config)
+    advice = ("use fewer regions (a smaller study area or a coarser grid); a sparse neighbour-limited "
+              "attention mode is planned for large layers")
+    if n > config.max_dense_regions:
+        raise ToptResourceError(
+            f"{n} regions exceed the dense-attention limit of {config.max_dense_regions} "
+            f"(about {need / 1e9:.1f} GB needed); {advice}.")
+    avail = available_memory(device)
+    if avail is not None and need > avail:
+        raise ToptResourceError(
+            f"Training on {n} regions needs about {need / 1e9:.1f} GB but only {avail / 1e9:.1f} GB is "
+            f"available on {device}; {advice}.")
+    return need
+
+
+# -- determinism ---------------------------------------------------------------------------------
+
+class _Deterministic:
+    """Seed torch/numpy and switch on deterministic algorithms; restore the caller's state after."""
+
+    def __init__(self, seed: int, device: str):
+        self.seed, self.device = seed, device
+
+    def __enter__(self):
+        devices = [torch.device(self.device).index or 0] if self.device.startswith("cuda") else []
+        self._fork = torch.random.fork_rng(devices=devices)
+        self._fork.__enter__()
+        self._np_state = np.random.get_state()
+        self._det = torch.are_deterministic_algorithms_enabled()
+        if self.device.startswith("cuda"):
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.manual_seed(self.seed)
+        np.random.seed(self.seed % (2 ** 32))
+        return self
+
+    def __exit__(self, *exc):
+        torch.use_deterministic_algorithms(self._det)
+        np.random.set_state(self._np_state)
+        return self._fork.__exit__(*exc)
+
+
+def _threads(config: SrelConfig, device: str):
+    if device == "cpu":
+        return limit_threads(config.threads or None)
+    return None
+
+
+# -- training ------------------------------------------------------------------------------------
+
+def train_srel(data, config: SrelConfig = SrelConfig(), reporter=None) -> SrelResult:
+    """Train SREL self-supervised on ``data`` and return eval-mode embeddings (N x embed_dim)."""
+    reporter = ensure_reporter(reporter)
+    t0 = time.perf_counter()
+    data.validate()
+    data = data.without_targets()
+    choice = resolve_device(config.device)
+    need = check_memory(data.n, config, choice.device)
+    reporter.info(f"SREL: training on {choice.device} ({choice.reason}); {data.n} regions, "
+                  f"views {', '.join(data.views())}, estimated peak memory {need / 1e9:.2f} GB.")
+    _threads(config, choice.device)
+    dev = torch.device(choice.device)
+    with _Deterministic(config.seed, choice.device):
+        stats = fit_preprocessing(data, config)
+        model = SrelModel(config, input_schema(data, config), stats).to(dev)
+        inputs = prepare_inputs(model, data, dev)
+        targets = build_targets(data, model, dev)
+        opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        history, best, best_state, wait, stopped = [], float("inf"), None, 0, False
+        epoch = 0
+        for epoch in range(1, config.epochs + 1):
+            check_canceled(reporter)
+            model.train()
+            opt.zero_grad(set_to_none=True)
+            loss, _ = srel_loss(model, model(inputs), targets)
+            if not torch.isfinite(loss):
+                raise ToptConfigError(f"SREL training diverged at epoch {epoch} (loss {float(loss)}); "
+                                      f"expected a finite loss. Lower the learning rate (now {config.lr}).")
+            loss.backward()
+            opt.step()
+            value = float(loss.detach())
+            history.append(value)
+            if value < best - config.min_delta * abs(best if np.isfinite(best) else value):
+                best, wait = value, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                wait += 1
+            reporter.set_progress(100.0 * epoch / config.epochs)
+            if wait >= config.patience:
+                stopped = True
+                reporter.info(f"SREL: stopped at epoch {epoch}: the self-supervised loss has not improved "
+                              f"for {config.patience} epochs (best {best:.4f}).")
+                break
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        model.eval()
+        with torch.no_grad():
+            emb = model(inputs).detach().cpu().numpy().astype(np.float32)
+    seconds = time.perf_counter() - t0
+    reporter.info(f"SREL: {epoch} epochs in {seconds:.1f} s, final loss {history[-1]:.4f}.")
+    return SrelResult(embeddings=emb, model=model.cpu(), history=history, device=choice,
+                      epochs_run=epoch, seconds=seconds, stopped_early=stopped)
+
+
+def embed(model: SrelModel, data, reporter=None) -> np.ndarray:
+    """Embed ``data`` with a trained model (eval mode, no training)."""
+    reporter = ensure_reporter(reporter)
+    data.validate()
+    data = data.without_targets()
+    check_schema(model.schema, data, model.config)
+    check_canceled(reporter)
+    choice = resolve_device(model.config.device)
+    check_memory(data.n, model.config, choice.device)
+    _threads(model.config, choice.device)
+    dev = torch.device(choice.device)
+    model = model.to(dev).eval()
+    with torch.no_grad():
+        out = model(prepare_inputs(model, data, dev)).cpu().numpy().astype(np.float32)
+    model.cpu()
+    reporter.set_progress(100.0)
+    return out
+
+
+# -- save / load ---------------------------------------------------------------------------------
+
+def save_model(result_or_model, folder, data=None) -> Path:
+    """Write the model (and optionally its input RegionData, never labels) to ``folder``."""
+    from safetensors.torch import save_file
+
+    model = result_or_model.model if isinstance(result_or_model, SrelResult) else result_or_model
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    checkpoint.refuse_unsafe_files(folder)
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    tmp = folder / (WEIGHTS_FILE + ".tmp")
+    save_file(state, str(tmp), metadata={"format": FORMAT})
+    os.replace(tmp, folder / WEIGHTS_FILE)
+    files = [WEIGHTS_FILE]
+    body = {"config": model.config.to_dict(), "input_schema": model.schema}
+    if data is not None:
+        data.validate()
+        body["region_data"] = checkpoint.save_region_data(folder, data.without_targets())
+        files.append(checkpoint.REGION_DATA_FILE)
+    elif (folder / checkpoint.REGION_DATA_FILE).exists():
+        (folder / checkpoint.REGION_DATA_FILE).unlink()
+    checkpoint.write_manifest(folder, FORMAT, body, files)
+    return folder
+
+
+def load_model(folder) -> SrelModel:
+    """Load a folder written by ``save_model``; checks format, versions, hashes and shapes. No code runs."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    manifest = checkpoint.read_manifest(folder, FORMAT)
+    if WEIGHTS_FILE not in manifest["files"]:
+        raise ToptCheckpointError(f"{Path(folder) / checkpoint.CONFIG_FILE} does not list {WEIGHTS_FILE}; "
+                                  "expected an SREL model folder. Retrain the model.")
+    try:
+        config = SrelConfig.from_dict(manifest["config"])
+        schema = manifest["input_schema"]
+        model = SrelModel(config, schema)
+    except (KeyError, TypeError, ValueError, ToptConfigError) as exc:
+        raise ToptCheckpointError(f"The settings in {Path(folder) / checkpoint.CONFIG_FILE} cannot be used "
+                                  f"({exc}); expected a config written by this topt. Retrain the model.") from exc
+    try:
+        state = load_file(str(Path(folder) / WEIGHTS_FILE))
+    except (SafetensorError, OSError) as exc:
+        raise ToptCheckpointError(f"{Path(folder) / WEIGHTS_FILE} is not a readable safetensors file ({exc}); "
+                                  "retrain the model.") from exc
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise ToptCheckpointError(f"The weights in {folder} do not fit the model described by its config "
+                                  f"({' '.join(first[:3])[:300]}); expected matching shapes. Retrain the model.") from exc
+    return model.eval()
