@@ -15,9 +15,9 @@ import numpy as np
 import scipy.sparse as sp
 
 CLIP = 5.0
-# OD entries above FENCE_FACTOR x the 99.9th percentile of the non-zero entries are capped there
+# OD entries above FENCE_FACTOR x the 99th percentile of the non-zero entries are capped there
 FENCE_FACTOR = 10.0
-FENCE_QUANTILE = 99.9
+FENCE_QUANTILE = 99.0
 # distance bands (in units of the typical region spacing) for the N-independent mobility summary
 MOBILITY_BANDS = (1.5, 3.0, 6.0, 12.0)
 
@@ -54,7 +54,7 @@ def od_fence(m: sp.csr_matrix) -> float:
     """Winsorising fence for OD entries: far above the bulk, so only artefacts are capped."""
     if m is None or m.nnz == 0:
         return 1.0
-    return float(FENCE_FACTOR * np.percentile(m.data, FENCE_QUANTILE))
+    return float(FENCE_FACTOR * np.percentile(m.data, FENCE_QUANTILE, method="lower"))
 
 
 def clipped_od(m: sp.csr_matrix, fence: float) -> sp.csr_matrix:
