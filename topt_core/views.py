@@ -287,3 +287,32 @@ def adjacency_from_pairs(i, j, n: int) -> np.ndarray:
         raise ToptDataError(f"adjacency pairs reference regions outside [0, {n}).")
     keep = i != j
     return symmetrise(np.stack([i[keep], j[keep]]), n)
+
+
+def subset_region_data(data, rows):
+    """The regions ``rows`` (in that order) of ``data``: views, OD and adjacency restricted and renumbered.
+
+    Used to describe the regions of a layer with the views stored in a model folder (matched by id).
+    """
+    from dataclasses import replace
+
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    n = data.n
+    if rows.size and (rows.min() < 0 or rows.max() >= n):
+        raise ToptDataError(f"region rows must lie in [0, {n}).")
+    take = lambda a: None if a is None else np.asarray(a)[rows]  # noqa: E731
+    mobility = None
+    if data.mobility is not None:
+        m = sp.csr_matrix(data.mobility)
+        mobility = m[rows][:, rows].tocsr()
+    adjacency = None
+    if data.adjacency is not None:
+        new = np.full(n, -1, dtype=np.int64)
+        new[rows] = np.arange(rows.size)
+        a = np.asarray(data.adjacency, dtype=np.int64).reshape(2, -1)
+        a = new[a]
+        adjacency = a[:, (a >= 0).all(0)]
+    targets = {k: np.asarray(v)[rows] for k, v in (data.targets or {}).items()}
+    return replace(data, region_ids=take(data.region_ids), centroids=take(data.centroids), areas=take(data.areas),
+                   poi_counts=take(data.poi_counts), landuse=take(data.landuse), mobility=mobility,
+                   extra=take(data.extra), adjacency=adjacency, targets=targets, names=take(data.names))

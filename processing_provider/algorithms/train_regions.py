@@ -1,0 +1,233 @@
+"""``topt:train_regions``: regions (+ POIs, mobility, land use) -> SREL embeddings + a saved model."""
+from __future__ import annotations
+
+from qgis.core import (QgsProcessing, QgsProcessingOutputNumber, QgsProcessingOutputString,
+                       QgsProcessingParameterBoolean, QgsProcessingParameterCrs, QgsProcessingParameterDefinition,
+                       QgsProcessingParameterEnum, QgsProcessingParameterFeatureSink,
+                       QgsProcessingParameterFeatureSource, QgsProcessingParameterField,
+                       QgsProcessingParameterFolderDestination, QgsProcessingParameterNumber)
+
+from topt_core.config import SrelConfig
+
+from .. import layers, outputs
+from ..feedback import FeedbackReporter
+from .base import ToptAlgorithm
+
+DEFAULTS = SrelConfig()
+SPATIAL_BIAS = ("gaussian", "bucket", "none")
+NEIGHBOURS = ("auto", "touch", "knn")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def enum_param(name, desc, options, default, advanced=False):
+    p = QgsProcessingParameterEnum(name, desc, options=list(options), allowMultiple=False,
+                                   defaultValue=default, usesStaticStrings=True)
+    if advanced:
+        p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    return p
+
+
+def advanced(p):
+    p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    return p
+
+
+class TrainRegionsAlgorithm(ToptAlgorithm):
+    REGIONS = "REGIONS"
+    REGION_ID_FIELD = "REGION_ID_FIELD"
+    REGION_NAME_FIELD = "REGION_NAME_FIELD"
+    POIS = "POIS"
+    POI_CATEGORY_FIELD = "POI_CATEGORY_FIELD"
+    MOBILITY = "MOBILITY"
+    MOBILITY_ORIGIN_FIELD = "MOBILITY_ORIGIN_FIELD"
+    MOBILITY_DESTINATION_FIELD = "MOBILITY_DESTINATION_FIELD"
+    MOBILITY_COUNT_FIELD = "MOBILITY_COUNT_FIELD"
+    LANDUSE = "LANDUSE"
+    LANDUSE_CLASS_FIELD = "LANDUSE_CLASS_FIELD"
+    LANDUSE_FIELDS = "LANDUSE_FIELDS"
+    EXTRA_FIELDS = "EXTRA_FIELDS"
+    DISTANCE_CRS = "DISTANCE_CRS"
+    EMBED_DIM = "EMBED_DIM"
+    HIDDEN_DIM = "HIDDEN_DIM"
+    LAYERS = "LAYERS"
+    HEADS = "HEADS"
+    DROPOUT = "DROPOUT"
+    SPATIAL_BIAS = "SPATIAL_BIAS"
+    CENTRALITY = "CENTRALITY"
+    MOBILITY_BIAS = "MOBILITY_BIAS"
+    NEIGHBOURS = "NEIGHBOURS"
+    KNN = "KNN"
+    EPOCHS = "EPOCHS"
+    LEARNING_RATE = "LEARNING_RATE"
+    WEIGHT_DECAY = "WEIGHT_DECAY"
+    PATIENCE = "PATIENCE"
+    THREADS = "THREADS"
+    DEVICE = "DEVICE"
+    SEED = "SEED"
+    OUTPUT = "OUTPUT"
+    OUTPUT_MODEL = "OUTPUT_MODEL"
+    # numeric/string outputs
+    REGIONS_OUT = "REGIONS"
+    EPOCHS_RUN = "EPOCHS_RUN"
+    DEVICE_OUT = "DEVICE"
+    TRAIN_SECONDS = "TRAIN_SECONDS"
+    EMBEDDING_DIM = "EMBEDDING_DIM"
+
+    def name(self):
+        return "train_regions"
+
+    def displayName(self):  # noqa: N802
+        return self.tr("Train region embeddings (SREL)")
+
+    def shortDescription(self):  # noqa: N802
+        return self.tr("Learns an embedding per region from POIs, mobility and land use (no labels) and "
+                       "writes emb_000... fields plus a reusable model folder.")
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        P, F = QgsProcessingParameterFeatureSource, QgsProcessingParameterField
+        self.addParameter(P(self.REGIONS, self.tr("Regions (polygons)"), [QgsProcessing.TypeVectorPolygon]))
+        self.addParameter(F(self.REGION_ID_FIELD, self.tr("Region id field (empty: feature ids)"),
+                            parentLayerParameterName=self.REGIONS, optional=True))
+        self.addParameter(advanced(F(self.REGION_NAME_FIELD, self.tr("Region name field (for descriptions)"),
+                                     parentLayerParameterName=self.REGIONS, optional=True)))
+        self.addParameter(P(self.POIS, self.tr("POIs (points)"), [QgsProcessing.TypeVectorPoint], optional=True))
+        self.addParameter(F(self.POI_CATEGORY_FIELD, self.tr("POI category field"),
+                            parentLayerParameterName=self.POIS, optional=True))
+        self.addParameter(P(self.MOBILITY, self.tr("Mobility: OD lines or OD table"), [QgsProcessing.TypeVector],
+                            optional=True))
+        self.addParameter(F(self.MOBILITY_ORIGIN_FIELD, self.tr("OD table: origin region id field"),
+                            parentLayerParameterName=self.MOBILITY, optional=True))
+        self.addParameter(F(self.MOBILITY_DESTINATION_FIELD, self.tr("OD table: destination region id field"),
+                            parentLayerParameterName=self.MOBILITY, optional=True))
+        self.addParameter(F(self.MOBILITY_COUNT_FIELD, self.tr("Trip count field (empty: 1 trip per record)"),
+                            parentLayerParameterName=self.MOBILITY, type=F.Numeric, optional=True))
+        self.addParameter(P(self.LANDUSE, self.tr("Land use (polygons)"), [QgsProcessing.TypeVectorPolygon],
+                            optional=True))
+        self.addParameter(F(self.LANDUSE_CLASS_FIELD, self.tr("Land-use class field"),
+                            parentLayerParameterName=self.LANDUSE, optional=True))
+        self.addParameter(F(self.LANDUSE_FIELDS, self.tr("Or: land-use amount fields on the regions"),
+                            parentLayerParameterName=self.REGIONS, type=F.Numeric, allowMultiple=True,
+                            optional=True))
+        self.addParameter(F(self.EXTRA_FIELDS, self.tr("Extra numeric region fields"),
+                            parentLayerParameterName=self.REGIONS, type=F.Numeric, allowMultiple=True,
+                            optional=True))
+        self.addParameter(advanced(QgsProcessingParameterCrs(
+            self.DISTANCE_CRS, self.tr("Metric CRS for distances and areas (empty: UTM zone of the layer)"),
+            optional=True)))
+        N = QgsProcessingParameterNumber
+        d = DEFAULTS
+        self.addParameter(advanced(N(self.EMBED_DIM, self.tr("Embedding size"), N.Integer, d.embed_dim,
+                                     minValue=2, maxValue=4096)))
+        self.addParameter(advanced(N(self.HIDDEN_DIM, self.tr("Hidden size (divisible by heads)"), N.Integer,
+                                     d.hidden_dim, minValue=4, maxValue=4096)))
+        self.addParameter(advanced(N(self.LAYERS, self.tr("Graphormer layers"), N.Integer, d.layers,
+                                     minValue=0, maxValue=16)))
+        self.addParameter(advanced(N(self.HEADS, self.tr("Attention heads"), N.Integer, d.heads,
+                                     minValue=1, maxValue=64)))
+        self.addParameter(advanced(N(self.DROPOUT, self.tr("Dropout"), N.Double, d.dropout,
+                                     minValue=0.0, maxValue=0.95)))
+        self.addParameter(enum_param(self.SPATIAL_BIAS, self.tr("Spatial encoding of distances"), SPATIAL_BIAS,
+                                     d.spatial_bias, advanced=True))
+        self.addParameter(advanced(QgsProcessingParameterBoolean(
+            self.CENTRALITY, self.tr("Centrality encoding (degree, mobility strength)"), d.centrality)))
+        self.addParameter(advanced(QgsProcessingParameterBoolean(
+            self.MOBILITY_BIAS, self.tr("OD flow as attention bias"), d.mobility_bias)))
+        self.addParameter(enum_param(self.NEIGHBOURS, self.tr("Neighbour graph"), NEIGHBOURS, d.neighbours,
+                                     advanced=True))
+        self.addParameter(advanced(N(self.KNN, self.tr("Nearest neighbours (knn graph)"), N.Integer, d.knn,
+                                     minValue=1, maxValue=100)))
+        self.addParameter(advanced(N(self.EPOCHS, self.tr("Maximum epochs"), N.Integer, d.epochs,
+                                     minValue=1, maxValue=100000)))
+        self.addParameter(advanced(N(self.LEARNING_RATE, self.tr("Learning rate"), N.Double, d.lr,
+                                     minValue=1e-7, maxValue=1.0)))
+        self.addParameter(advanced(N(self.WEIGHT_DECAY, self.tr("Weight decay"), N.Double, d.weight_decay,
+                                     minValue=0.0, maxValue=1.0)))
+        self.addParameter(advanced(N(self.PATIENCE, self.tr("Early-stop patience (epochs)"), N.Integer,
+                                     d.patience, minValue=1, maxValue=100000)))
+        self.addParameter(advanced(N(self.THREADS, self.tr("CPU threads (0: all but one core)"), N.Integer,
+                                     d.threads, minValue=0, maxValue=1024)))
+        self.addParameter(enum_param(self.DEVICE, self.tr("Device"), DEVICES, d.device))
+        self.addParameter(N(self.SEED, self.tr("Random seed"), N.Integer, d.seed, minValue=0))
+        self.addParameter(QgsProcessingParameterFeatureSink(self.OUTPUT, self.tr("Region embeddings"),
+                                                            QgsProcessing.TypeVectorPolygon))
+        self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_MODEL, self.tr("Model folder")))
+        self.addOutput(QgsProcessingOutputNumber(self.REGIONS_OUT, self.tr("Number of regions")))
+        self.addOutput(QgsProcessingOutputNumber(self.EPOCHS_RUN, self.tr("Epochs run")))
+        self.addOutput(QgsProcessingOutputString(self.DEVICE_OUT, self.tr("Device used")))
+        self.addOutput(QgsProcessingOutputNumber(self.TRAIN_SECONDS, self.tr("Training time (s)")))
+        self.addOutput(QgsProcessingOutputNumber(self.EMBEDDING_DIM, self.tr("Embedding size")))
+
+    # -- parsing -------------------------------------------------------------------------------
+
+    def srel_config(self, parameters, context) -> SrelConfig:
+        i = lambda k: self.parameterAsInt(parameters, k, context)  # noqa: E731
+        f = lambda k: self.parameterAsDouble(parameters, k, context)  # noqa: E731
+        return DEFAULTS.replace(
+            embed_dim=i(self.EMBED_DIM), hidden_dim=i(self.HIDDEN_DIM), layers=i(self.LAYERS), heads=i(self.HEADS),
+            dropout=f(self.DROPOUT), spatial_bias=self.parameterAsEnumString(parameters, self.SPATIAL_BIAS, context),
+            centrality=self.parameterAsBoolean(parameters, self.CENTRALITY, context),
+            mobility_bias=self.parameterAsBoolean(parameters, self.MOBILITY_BIAS, context),
+            neighbours=self.parameterAsEnumString(parameters, self.NEIGHBOURS, context), knn=i(self.KNN),
+            epochs=i(self.EPOCHS), lr=f(self.LEARNING_RATE), weight_decay=f(self.WEIGHT_DECAY),
+            patience=i(self.PATIENCE), threads=i(self.THREADS), seed=i(self.SEED),
+            device=self.parameterAsEnumString(parameters, self.DEVICE, context))
+
+    def view_inputs(self, parameters, context) -> layers.ViewInputs:
+        s = lambda k: self.parameterAsString(parameters, k, context)  # noqa: E731
+        src = lambda k: self.parameterAsSource(parameters, k, context)  # noqa: E731
+        return layers.ViewInputs(
+            pois=src(self.POIS), poi_category_field=s(self.POI_CATEGORY_FIELD),
+            mobility=src(self.MOBILITY), mobility_origin_field=s(self.MOBILITY_ORIGIN_FIELD),
+            mobility_destination_field=s(self.MOBILITY_DESTINATION_FIELD),
+            mobility_count_field=s(self.MOBILITY_COUNT_FIELD),
+            landuse=src(self.LANDUSE), landuse_class_field=s(self.LANDUSE_CLASS_FIELD),
+            landuse_fields=self.parameterAsFields(parameters, self.LANDUSE_FIELDS, context),
+            extra_fields=self.parameterAsFields(parameters, self.EXTRA_FIELDS, context))
+
+    def read_data(self, parameters, context, feedback, start=0.0, end=20.0):
+        source = self.parameterAsSource(parameters, self.REGIONS, context)
+        if source is None:
+            from qgis.core import QgsProcessingException
+
+            raise QgsProcessingException(self.invalidSourceError(parameters, self.REGIONS))
+        crs = self.parameterAsCrs(parameters, self.DISTANCE_CRS, context)
+        reg = layers.read_regions(source, self.parameterAsString(parameters, self.REGION_ID_FIELD, context),
+                                  context, feedback, distance_crs=crs,
+                                  name_field=self.parameterAsString(parameters, self.REGION_NAME_FIELD, context),
+                                  start=start, end=start + (end - start) / 4)
+        data = layers.build_region_data(reg, self.view_inputs(parameters, context), context, feedback,
+                                        start=start + (end - start) / 4, end=end)
+        return reg, data
+
+    # -- run -----------------------------------------------------------------------------------
+
+    def run(self, parameters, context, feedback):
+        from topt_core.device import resolve_device
+        from topt_core.progress import StageReporter
+        from topt_core.srel import save_model, train_srel
+
+        config = self.srel_config(parameters, context)
+        choice = resolve_device(config.device)
+        feedback.pushInfo(f"Device: {choice.device} ({choice.reason}).")
+        feedback.setProgressText(self.tr("Reading layers"))
+        reg, data = self.read_data(parameters, context, feedback, 0.0, 15.0)
+        feedback.pushInfo(f"{data.n} regions, views: {', '.join(data.views())}; "
+                          f"{data.adjacency.shape[1] // 2} touching pairs.")
+        feedback.setProgressText(self.tr("Training SREL"))
+        reporter = FeedbackReporter(feedback)
+        res = train_srel(data, config, StageReporter(reporter, 15.0, 95.0))
+        emb = res.embeddings
+        feedback.setProgressText(self.tr("Writing outputs"))
+        from topt_core.progress import check_canceled
+
+        check_canceled(reporter)
+        model_dir = self.parameterAsString(parameters, self.OUTPUT_MODEL, context)
+        model_dir = outputs.atomic_folder(model_dir, lambda tmp: save_model(res, tmp, data=data))
+        names = [f"emb_{k:03d}" for k in range(emb.shape[1])]
+        dest = layers.write_sink(self, parameters, context, feedback, self.OUTPUT, reg.features, reg.fields,
+                                 [layers.double_field(n) for n in names], emb.astype(float).tolist(),
+                                 reg.wkb_type, reg.source_crs)
+        feedback.setProgress(100.0)
+        return {self.OUTPUT: dest, self.OUTPUT_MODEL: model_dir, self.REGIONS_OUT: data.n,
+                self.EPOCHS_RUN: res.epochs_run, self.DEVICE_OUT: str(res.device.device if res.device else choice.device),
+                self.TRAIN_SECONDS: round(float(res.seconds), 3), self.EMBEDDING_DIM: int(emb.shape[1])}
