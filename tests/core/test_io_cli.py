@@ -1,0 +1,140 @@
+"""The file front door (topt_core.io, python -m topt_core) on the bundled sample."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from topt_core import io
+from topt_core.atomic import atomic_file, atomic_folder
+from topt_core.errors import ToptDataError
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "resources" / "sample" / "manhattan.gpkg"
+LU = [f"lu_{i:02d}" for i in range(11)]
+
+
+@pytest.fixture(scope="module")
+def sample_data():
+    data, gdf = io.read_region_data(
+        f"{SAMPLE}:regions", region_id="region_id", pois=f"{SAMPLE}:pois", poi_category="category",
+        od=f"{SAMPLE}:od", od_origin="origin_id", od_destination="destination_id", od_count="trips",
+        landuse_fields=LU, targets=["crime_count"])
+    return data, gdf
+
+
+def test_sample_views_equal_the_benchmark_arrays(sample_data, shared_data):
+    from topt_core.benchmark import load_manhattan
+
+    data, _ = sample_data
+    ref = load_manhattan(shared_data)
+    assert list(data.region_ids) == list(ref.region_ids)
+    cols = [int(c.split("_")[1]) for c in data.poi_categories]
+    assert np.array_equal(data.poi_counts, ref.poi_counts[:, cols])
+    assert ref.poi_counts[:, [j for j in range(ref.poi_counts.shape[1]) if j not in cols]].sum() == 0
+    assert np.array_equal(data.landuse, ref.landuse)
+    assert (data.mobility != ref.mobility).nnz == 0
+    np.testing.assert_allclose(data.centroids, ref.centroids, atol=1e-3)
+    np.testing.assert_allclose(data.areas, ref.areas, rtol=1e-9)
+    assert data.crs == "EPSG:32618"
+    np.testing.assert_array_equal(data.targets["crime_count"], ref.targets["crime"])
+
+
+def test_adjacency_matches_the_published_neighbour_lists(sample_data, shared_data):
+    data, _ = sample_data
+    gdf = io.read_layer(str(shared_data / "derived" / "mh180_regions.geojson"))
+    expected = {(i, int(j)) for i, s in enumerate(gdf["neighbors"]) for j in str(s).split(";") if j}
+    got = set(map(tuple, data.adjacency.T.tolist()))
+    assert expected <= got
+    assert len(got - expected) / len(got) < 0.05
+
+
+def test_write_layer_is_atomic_and_refuses_bad_paths(sample_data, tmp_path):
+    _, gdf = sample_data
+    out = io.write_layer(gdf.iloc[:5], {"x": np.arange(5.0)}, tmp_path / "out.gpkg")
+    back = io.read_layer(str(out))
+    assert list(back["x"]) == [0, 1, 2, 3, 4] and len(back.columns) == len(gdf.columns) + 1
+    assert [p.name for p in tmp_path.iterdir()] == ["out.gpkg"]
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        if os.access(ro, os.W_OK):
+            pytest.skip("running as a user that ignores permissions")
+        with pytest.raises(ToptDataError, match="not writable"):
+            io.write_layer(gdf.iloc[:5], {"x": np.arange(5.0)}, ro / "out.gpkg")
+    finally:
+        ro.chmod(0o755)
+
+
+def test_output_under_a_file_is_refused(sample_data, tmp_path):
+    _, gdf = sample_data
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ToptDataError, match="Cannot create the output folder"):
+        io.write_layer(gdf.iloc[:5], {"x": np.arange(5.0)}, tmp_path / "afile" / "out.gpkg")
+
+
+def test_atomic_helpers_leave_nothing_on_failure(tmp_path):
+    with pytest.raises(RuntimeError):
+        with atomic_folder(tmp_path / "model") as d:
+            (d / "config.json").write_text("{}")
+            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError):
+        with atomic_file(tmp_path / "r.html") as f:
+            f.write_text("half")
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "old.txt").write_text("old")
+    with atomic_folder(tmp_path / "model") as d:
+        (d / "new.txt").write_text("new")
+    assert [p.name for p in (tmp_path / "model").iterdir()] == ["new.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_read_errors_are_clear(tmp_path):
+    with pytest.raises(ToptDataError, match="does not exist"):
+        io.read_layer(str(tmp_path / "nope.gpkg"))
+    with pytest.raises(ToptDataError, match="REGION_ID_FIELD"):
+        io.read_region_data(f"{SAMPLE}:regions", region_id="no_such_field")
+    with pytest.raises(ToptDataError, match="expected polygons"):
+        io.read_region_data(f"{SAMPLE}:pois")
+
+
+def _cli(*args, timeout=600):
+    env = dict(os.environ, PROJ_DATA="/usr/share/proj")
+    return subprocess.run([sys.executable, "-m", "topt_core", *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_cli_train_cluster_and_evaluate(tmp_path):
+    p = _cli("train", "--regions", f"{SAMPLE}:regions", "--region-id", "region_id", "--pois", f"{SAMPLE}:pois",
+             "--poi-category", "category", "--landuse-fields", ",".join(LU), "--epochs", "5", "--embed-dim", "16",
+             "--device", "cpu", "--output", tmp_path / "emb.gpkg", "--model-dir", tmp_path / "model")
+    assert p.returncode == 0, p.stderr[-3000:]
+    summary = json.loads(p.stdout)
+    assert summary["regions"] == 180 and summary["epochs_run"] == 5 and summary["device"].startswith("cpu")
+    emb = io.embedding_matrix(io.read_layer(str(tmp_path / "emb.gpkg")))
+    assert emb.shape == (180, 16) and np.isfinite(emb).all()
+    assert (tmp_path / "model" / "model.safetensors").exists()
+    p = _cli("cluster", "--input", tmp_path / "emb.gpkg", "--k", "4", "--output", tmp_path / "cl.gpkg")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert sum(json.loads(p.stdout)["sizes"]) == 180
+    p = _cli("evaluate", "--input", tmp_path / "emb.gpkg", "--targets", "crime_count,checkin_count",
+             "--cluster-labels", "cd_label")
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = json.loads(p.stdout)
+    assert set(res["crime_count"]) == {"mae", "rmse", "r2"} and 0 <= res["clustering"]["nmi"] <= 1
+
+
+def test_cli_error_is_one_line_and_writes_nothing(tmp_path):
+    empty = tmp_path / "empty.geojson"
+    empty.write_text('{"type":"FeatureCollection","features":[]}')
+    p = _cli("train", "--regions", empty, "--output", tmp_path / "o.gpkg", "--model-dir", tmp_path / "m")
+    assert p.returncode == 2
+    assert p.stderr.strip().startswith("error:") and "Traceback" not in p.stderr
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["empty.geojson"]

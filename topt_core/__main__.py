@@ -1,0 +1,180 @@
+"""``python -m topt_core``: the engine on files, for machines without QGIS.
+
+    python -m topt_core train --regions regions.gpkg --pois pois.gpkg --poi-category category \\
+        --output emb.gpkg --model-dir model/
+    python -m topt_core predict --input emb.gpkg --target crime_count --task crime --model-dir model/ \\
+        --output pred.gpkg
+    python -m topt_core evaluate --input emb.gpkg --targets crime_count,checkin_count
+    python -m topt_core cluster --input emb.gpkg --k 12 --output clusters.gpkg
+
+Layers are read with geopandas (``topt_core.io``); a ``file.gpkg:layer`` suffix picks a layer.
+Errors print one clear line and exit with status 2; cancel with Ctrl-C.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+
+def _split(s: str | None) -> list[str]:
+    return [x for x in (s or "").replace(";", ",").split(",") if x]
+
+
+def _parser() -> argparse.ArgumentParser:
+    from .config import PromptConfig, SrelConfig
+
+    p = argparse.ArgumentParser(prog="python -m topt_core", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="SREL: learn region embeddings (no labels used)")
+    t.add_argument("--regions", required=True, help="polygon file (file.gpkg or file.gpkg:layer)")
+    t.add_argument("--region-id", help="unique id field (default: row number)")
+    t.add_argument("--pois", help="point file with POIs")
+    t.add_argument("--poi-category", help="category field of the POI file")
+    t.add_argument("--od", help="OD table/layer with origin, destination and count fields (or OD lines)")
+    t.add_argument("--od-origin", help="origin region id field")
+    t.add_argument("--od-destination", help="destination region id field")
+    t.add_argument("--od-count", help="trip count field (default: 1 per row)")
+    t.add_argument("--landuse", help="land-use polygon file")
+    t.add_argument("--landuse-class", help="class field of the land-use polygons")
+    t.add_argument("--landuse-fields", help="comma-separated numeric land-use fields on the region file")
+    t.add_argument("--distance-crs", help="metric CRS for distances, e.g. EPSG:32618 (default: UTM zone)")
+    d = SrelConfig()
+    t.add_argument("--epochs", type=int, default=d.epochs)
+    t.add_argument("--embed-dim", type=int, default=d.embed_dim)
+    t.add_argument("--spatial-bias", choices=("gaussian", "bucket", "none"), default=d.spatial_bias)
+    t.add_argument("--no-centrality", action="store_true")
+    t.add_argument("--seed", type=int, default=d.seed)
+    t.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    t.add_argument("--output", required=True, help="output file (.gpkg) with the region fields + emb_000…")
+    t.add_argument("--model-dir", required=True, help="folder to save the model in")
+
+    pr = sub.add_parser("predict", help="Prompt4RE: predict a numeric target for every region")
+    pr.add_argument("--input", required=True, help="layer with emb_* fields and the target field")
+    pr.add_argument("--target", required=True, help="numeric field, known on some regions (empty = unknown)")
+    pr.add_argument("--task", default="generic", choices=("crime", "checkin", "service", "generic"))
+    pr.add_argument("--task-description", default="", help="free text for the generic task")
+    pc = PromptConfig()
+    pr.add_argument("--text-encoder", default=pc.text_encoder)
+    pr.add_argument("--model-dir", help="model folder from train (region descriptions use its stored views)")
+    pr.add_argument("--seed", type=int, default=pc.seed)
+    pr.add_argument("--device", default=pc.device)
+    pr.add_argument("--output", required=True)
+
+    ev = sub.add_parser("evaluate", help="published protocols: Ridge k-fold MAE/RMSE/R², KMeans NMI/ARI")
+    ev.add_argument("--input", required=True)
+    ev.add_argument("--targets", required=True, help="comma-separated target fields")
+    ev.add_argument("--prefix", default="emb_", help="embedding field prefix")
+    ev.add_argument("--protocol", default="hafusion-ny")
+    ev.add_argument("--cluster-labels", help="reference label field for KMeans NMI/ARI")
+
+    cl = sub.add_parser("cluster", help="KMeans clusters of the embeddings")
+    cl.add_argument("--input", required=True)
+    cl.add_argument("--k", type=int, default=12)
+    cl.add_argument("--prefix", default="emb_")
+    cl.add_argument("--seed", type=int, default=3)
+    cl.add_argument("--output", required=True)
+    return p
+
+
+def _train(a, reporter) -> dict:
+    from . import io
+    from .atomic import atomic_folder
+    from .config import SrelConfig
+    from .srel import save_model, train_srel
+
+    data, regions = io.read_region_data(
+        a.regions, region_id=a.region_id, pois=a.pois, poi_category=a.poi_category, od=a.od,
+        od_origin=a.od_origin, od_destination=a.od_destination, od_count=a.od_count, landuse=a.landuse,
+        landuse_class=a.landuse_class, landuse_fields=_split(a.landuse_fields), distance_crs=a.distance_crs,
+        reporter=reporter)
+    cfg = SrelConfig(epochs=a.epochs, embed_dim=a.embed_dim, spatial_bias=a.spatial_bias,
+                     centrality=not a.no_centrality, seed=a.seed, device=a.device)
+    res = train_srel(data, cfg, reporter)
+    emb_cols = {f"emb_{i:03d}": res.embeddings[:, i] for i in range(res.embeddings.shape[1])}
+    with atomic_folder(a.model_dir) as tmp:       # model and layer both, or neither
+        save_model(res, tmp, data=data)
+        io.write_layer(regions, emb_cols, a.output)
+    return {"regions": data.n, "epochs_run": res.epochs_run, "device": str(res.device),
+            "train_seconds": round(res.seconds, 2), "output": a.output, "model_dir": a.model_dir}
+
+
+def _predict(a, reporter) -> dict:
+    import numpy as np
+
+    from . import io
+    from .config import PromptConfig
+    from .prompt import run_prompt4re
+
+    layer = io.read_layer(a.input)
+    emb = io.embedding_matrix(layer, "emb_")
+    y = io.numeric_column(layer, a.target)
+    data = io.region_data_for_prediction(layer, a.model_dir)
+    cfg = PromptConfig(text_encoder=a.text_encoder, task=a.task, task_description=a.task_description,
+                       seed=a.seed, device=a.device)
+    res = run_prompt4re(emb, data, y, a.target, cfg, reporter)
+    name = io.safe_field_name(a.target)
+    io.write_layer(layer, {f"pred_{name}": res.predictions, "is_labelled": res.labelled.astype(np.int32),
+                           f"oof_{name}": res.oof}, a.output)
+    return {"target": a.target, "task": a.task, "metrics": res.metrics, "ridge_metrics": res.ridge_metrics,
+            "labelled": int(res.labelled.sum()), "regions": int(len(res.predictions)), "output": a.output}
+
+
+def _evaluate(a, reporter) -> dict:
+    from . import io
+    from .evaluate import kmeans_clustering_scores, ridge_kfold
+
+    layer = io.read_layer(a.input)
+    emb = io.embedding_matrix(layer, a.prefix)
+    out = {}
+    for t in _split(a.targets):
+        y = io.numeric_column(layer, t)
+        mask = ~__import__("numpy").isnan(y)
+        out[t] = ridge_kfold(emb[mask], y[mask], a.protocol)[0]
+    if a.cluster_labels:
+        out["clustering"] = kmeans_clustering_scores(emb, layer[a.cluster_labels].astype(str).to_numpy())
+    return out
+
+
+def _cluster(a, reporter) -> dict:
+    from sklearn.cluster import KMeans
+
+    from . import io
+
+    layer = io.read_layer(a.input)
+    emb = io.embedding_matrix(layer, a.prefix)
+    labels = KMeans(n_clusters=a.k, random_state=a.seed, n_init=10).fit_predict(emb)
+    io.write_layer(layer, {"cluster": labels.astype("int32")}, a.output)
+    return {"k": a.k, "output": a.output, "sizes": __import__("numpy").bincount(labels).tolist()}
+
+
+def main(argv=None) -> int:
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from .errors import ToptError
+    from .progress import PrintReporter
+
+    args = _parser().parse_args(argv)
+    reporter = PrintReporter()
+    t0 = time.time()
+    try:
+        result = {"train": _train, "predict": _predict, "evaluate": _evaluate, "cluster": _cluster}[args.command](
+            args, reporter)
+    except ToptError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cancelled: nothing was written", file=sys.stderr)
+        return 130
+    result["wall_seconds"] = round(time.time() - t0, 2)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,308 @@
+"""Files <-> ``RegionData`` with geopandas: the command-line front door.
+
+Mirrors ``processing_provider/layers.py`` step by step (metric CRS, make-valid,
+point-in-polygon with the lowest region row winning, OD by ids or line ends,
+area-weighted land use), and hands the counting to ``topt_core.views`` — the
+same code the QGIS adapter calls — so both doors give the same ``RegionData``.
+geopandas is imported lazily: QGIS builds without it still load the engine.
+Writing is atomic (temporary file, then rename), so a failure leaves nothing.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import views
+from .crs import utm_epsg_for
+from .data import RegionData
+from .atomic import _writable_parent
+from .errors import ToptDataError
+from .progress import check_canceled, ensure_reporter
+
+EMBEDDING_FIELD = re.compile(r"^emb_\d+$")
+
+
+def _gpd():
+    try:
+        import geopandas
+    except ImportError as exc:  # pragma: no cover
+        raise ToptDataError("Reading files needs geopandas, which is not installed; install it with "
+                            "'apt install python3-geopandas' or 'pip install geopandas'.") from exc
+    return geopandas
+
+
+def split_spec(spec: str) -> tuple[str, str | None]:
+    """``file.gpkg|layername=x`` or ``file.gpkg:x`` -> (path, layer)."""
+    spec = str(spec)
+    if "|layername=" in spec:
+        path, layer = spec.split("|layername=", 1)
+        return path, layer.split("|", 1)[0]
+    if ":" in spec and not os.path.exists(spec):
+        path, layer = spec.rsplit(":", 1)
+        if os.path.exists(path):
+            return path, layer
+    return spec, None
+
+
+def read_layer(spec: str):
+    """A GeoDataFrame (or DataFrame for tables) from a file spec; clear error if unreadable."""
+    gpd = _gpd()
+    path, layer = split_spec(spec)
+    if not os.path.exists(path):
+        raise ToptDataError(f"The file {path!r} does not exist; expected a vector file (.gpkg, .shp, .geojson). "
+                            "Check the path.")
+    try:
+        return gpd.read_file(path, layer=layer) if layer else gpd.read_file(path)
+    except Exception as exc:
+        raise ToptDataError(f"Cannot read {spec!r} as a vector layer ({exc}); expected a GeoPackage, Shapefile "
+                            "or GeoJSON (use file.gpkg:layer to pick a layer).") from None
+
+
+def _field(df, name, what):
+    if name not in df.columns:
+        raise ToptDataError(f"{what}: the field {name!r} is not in the layer (fields: "
+                            f"{', '.join(map(str, list(df.columns)[:20]))}); choose one of its fields.")
+    return [None if _isnull(v) else v for v in df[name].tolist()]
+
+
+def _isnull(v):
+    try:
+        return v is None or (isinstance(v, float) and np.isnan(v))
+    except TypeError:
+        return False
+
+
+def metric_crs(gdf, distance_crs: str | None):
+    """DISTANCE_CRS if given (must be projected), else the UTM zone of the layer centre."""
+    from pyproj import CRS
+
+    if distance_crs:
+        crs = CRS.from_user_input(distance_crs)
+        if crs.is_geographic:
+            raise ToptDataError(f"DISTANCE_CRS {distance_crs} is geographic (degrees); distances and areas need a "
+                                "projected CRS in metres. Choose a projected CRS or leave it empty.")
+        return crs
+    if gdf.crs is None:
+        raise ToptDataError("The region layer has no CRS, so distances cannot be measured. Assign its CRS or "
+                            "pass --distance-crs.")
+    x0, y0, x1, y1 = gdf.total_bounds
+    from pyproj import Transformer
+
+    lon, lat = Transformer.from_crs(gdf.crs, "EPSG:4326", always_xy=True).transform((x0 + x1) / 2, (y0 + y1) / 2)
+    return CRS.from_epsg(utm_epsg_for(lon, lat))
+
+
+def read_regions(spec, region_id=None, distance_crs=None):
+    """Regions as read + metric geometry: (gdf, metric GeoSeries, ids, crs string)."""
+    from shapely.validation import make_valid
+
+    gdf = read_layer(spec)
+    if len(gdf) == 0:
+        raise ToptDataError("The region layer has no features; expected at least 2 polygons.")
+    if "geometry" not in gdf or not gdf.geometry.notna().any():
+        raise ToptDataError("The region layer has no polygons; expected a polygon layer.")
+    kinds = set(gdf.geometry.dropna().geom_type)
+    if not kinds <= {"Polygon", "MultiPolygon"}:
+        raise ToptDataError(f"The region layer holds {sorted(kinds)}; expected polygons. Choose a polygon layer.")
+    ids = views.normalise_ids(_field(gdf, region_id, "REGION_ID_FIELD")) if region_id else \
+        np.asarray([str(i) for i in range(len(gdf))])
+    empty = [ids[i] for i, g in enumerate(gdf.geometry) if g is None or g.is_empty]
+    if empty:
+        raise ToptDataError(f"{len(empty)} region(s) have no geometry (ids {empty[:5]}); every region needs a "
+                            "polygon. Remove them or run 'Fix geometries'.")
+    crs = metric_crs(gdf, distance_crs)
+    metric = gdf.geometry.to_crs(crs)
+    metric = metric.apply(lambda g: g if g.is_valid else make_valid(g))
+    return gdf, metric, ids, crs.to_string()
+
+
+def read_region_data(regions, region_id=None, pois=None, poi_category=None, od=None, od_origin=None,
+                     od_destination=None, od_count=None, landuse=None, landuse_class=None, landuse_fields=(),
+                     targets=(), distance_crs=None, reporter=None):
+    """Build ``RegionData`` from files. Returns (data, the region GeoDataFrame as read)."""
+    rep = ensure_reporter(reporter)
+    gdf, metric, ids, crs = read_regions(regions, region_id, distance_crs)
+    n = len(ids)
+    rep.info(f"Regions: {n}, distances and areas in {crs}.")
+    cents = np.array([[c.x, c.y] for c in metric.centroid])
+    areas = metric.area.to_numpy(dtype=float)
+    sidx = metric.sindex
+    i_idx, j_idx = sidx.query_bulk(metric, predicate="intersects")
+    adjacency = views.adjacency_from_pairs(i_idx, j_idx, n)
+    data = RegionData(region_ids=ids, centroids=cents, areas=areas, crs=crs, adjacency=adjacency)
+    check_canceled(rep)
+    if pois:
+        if not poi_category:
+            raise ToptDataError("POIs are given but no category field; pass --poi-category.")
+        pts = read_layer(pois)
+        cats = _field(pts, poi_category, "POI_CATEGORY_FIELD")
+        geom = pts.geometry.to_crs(crs)
+        keep = [k for k, g in enumerate(geom) if g is not None and not g.is_empty]
+        parts = geom.iloc[keep].explode(index_parts=False)
+        src_rows = np.asarray(keep)[parts.index.to_numpy()] if len(keep) else np.zeros(0, int)
+        parts = parts.reset_index(drop=True)
+        region_index = np.full(len(parts), -1, dtype=np.int64)
+        if len(parts):
+            pi, ri = sidx.query_bulk(parts, predicate="intersects")
+            order = np.lexsort((ri, pi))          # lowest region row wins, as in the QGIS adapter
+            pi, ri = pi[order], ri[order]
+            first = np.r_[True, pi[1:] != pi[:-1]] if len(pi) else np.zeros(0, bool)
+            region_index[pi[first]] = ri[first]
+        counts, names, _, _, vrep = views.poi_counts(region_index, [cats[r] for r in src_rows], n)
+        for m in vrep.messages():
+            rep.warning(m)
+        data.poi_counts, data.poi_categories = counts, names
+    check_canceled(rep)
+    if od:
+        table = read_layer(od)
+        if bool(od_origin) != bool(od_destination):
+            raise ToptDataError("Give both --od-origin and --od-destination (an OD table of region ids), or "
+                                "neither (OD lines).")
+        weights = _field(table, od_count, "MOBILITY_COUNT_FIELD") if od_count else None
+        if od_origin:
+            ov = _field(table, od_origin, "MOBILITY_ORIGIN_FIELD")
+            dv = _field(table, od_destination, "MOBILITY_DESTINATION_FIELD")
+            o, d = views.index_of(ov, ids), views.index_of(dv, ids)
+        else:
+            from shapely.geometry import Point
+
+            lines = table.geometry.to_crs(crs)
+            ends = [(Point(g.coords[0]), Point(g.coords[-1])) if g is not None and not g.is_empty
+                    and g.geom_type == "LineString" else (None, None) for g in lines]
+            o = np.array([_locate(sidx, metric, a) for a, _ in ends], dtype=np.int64)
+            d = np.array([_locate(sidx, metric, b) for _, b in ends], dtype=np.int64)
+        m, vrep = views.od_matrix(o, d, weights, n)
+        for msg in vrep.messages():
+            rep.warning(msg)
+        data.mobility = m
+    check_canceled(rep)
+    if landuse:
+        if not landuse_class:
+            raise ToptDataError("A land-use layer is given but no class field; pass --landuse-class.")
+        lu = read_layer(landuse)
+        cls = _field(lu, landuse_class, "LANDUSE_CLASS_FIELD")
+        lgeom = lu.geometry.to_crs(crs)
+        ridx, cvals, pa = [], [], []
+        for k, g in enumerate(lgeom):
+            if g is None or g.is_empty:
+                continue
+            if not g.is_valid:
+                from shapely.validation import make_valid
+
+                g = make_valid(g)
+            for i in sorted(sidx.query(g, predicate="intersects")):
+                a = metric.iloc[i].intersection(g).area
+                if a > 0:
+                    ridx.append(i)
+                    cvals.append(cls[k])
+                    pa.append(a)
+        shares, names, vrep = views.landuse_shares(ridx, cvals, pa, n, region_areas=areas)
+        data.landuse, data.landuse_classes = shares, names
+    elif landuse_fields:
+        cols = {f: _field(gdf, f, "LANDUSE_FIELDS") for f in landuse_fields}
+        table, names, n_null = views.numeric_table(cols, n)
+        if n_null:
+            rep.warning(f"{n_null} empty land-use value(s) were read as 0.")
+        data.landuse, data.landuse_classes = table, names
+    for t in targets:
+        data.targets[t] = numeric_column(gdf, t)
+    return data.validate(), gdf
+
+
+def _locate(sidx, metric, point):
+    if point is None:
+        return -1
+    hits = sorted(sidx.query(point, predicate="intersects"))
+    return hits[0] if hits else -1
+
+
+def numeric_column(df, name) -> np.ndarray:
+    """A numeric field as floats, NaN where empty; clear error if it is text."""
+    if name not in df.columns:
+        raise ToptDataError(f"The field {name!r} is not in the layer (fields: {', '.join(map(str, df.columns))}); "
+                            "choose one of its fields.")
+    try:
+        return np.asarray([np.nan if _isnull(v) else float(v) for v in df[name].tolist()], dtype=float)
+    except (TypeError, ValueError):
+        raise ToptDataError(f"The field {name!r} is not numeric; choose a numeric target field.") from None
+
+
+def embedding_matrix(df, prefix="emb_") -> np.ndarray:
+    cols = sorted(c for c in df.columns if str(c).startswith(prefix) and str(c)[len(prefix):].isdigit())
+    if not cols:
+        raise ToptDataError(f"The layer has no embedding fields ({prefix}000, {prefix}001, …); run train first "
+                            "or choose the layer it wrote.")
+    emb = np.asarray(df[cols].to_numpy(dtype=float))
+    if not np.isfinite(emb).all():
+        raise ToptDataError("Some embedding values are empty or not finite; re-run train on these regions.")
+    return emb
+
+
+def region_data_for_prediction(df, model_dir=None, id_field="region_id") -> RegionData:
+    """Views for region descriptions: from a saved model folder (matched by id) or the layer alone."""
+    n = len(df)
+    ids = views.normalise_ids(df[id_field].tolist()) if id_field in df.columns else \
+        np.asarray([str(i) for i in range(n)])
+    if model_dir:
+        from .checkpoint import load_region_data
+
+        stored = load_region_data(model_dir)
+        if stored is not None:
+            pos = views.index_of(ids, stored.region_ids)
+            if (pos < 0).any():
+                raise ToptDataError(f"{int((pos < 0).sum())} region(s) of the layer are not in the model folder "
+                                    "(ids differ); use the layer written by train with this model.")
+            return _subset(stored, pos)
+    cents = np.zeros((n, 2))
+    areas = np.zeros(n)
+    if "geometry" in df and df.geometry.notna().all():
+        crs = metric_crs(df, None)
+        metric = df.geometry.to_crs(crs)
+        cents = np.array([[c.x, c.y] for c in metric.centroid])
+        areas = metric.area.to_numpy(dtype=float)
+    # no views: descriptions then say only where the region is and how large it is
+    return RegionData(region_ids=ids, centroids=cents, areas=areas)
+
+
+def _subset(data: RegionData, pos) -> RegionData:
+    from dataclasses import replace
+
+    def rows(a):
+        return None if a is None else a[pos]
+
+    mob = None if data.mobility is None else data.mobility.tocsr()[pos][:, pos]
+    return replace(data, region_ids=data.region_ids[pos], centroids=data.centroids[pos], areas=data.areas[pos],
+                   poi_counts=rows(data.poi_counts), landuse=rows(data.landuse), extra=rows(data.extra),
+                   mobility=mob, adjacency=None, names=rows(data.names), targets={})
+
+
+def safe_field_name(name: str, max_len: int = 20) -> str:
+    s = re.sub(r"[^0-9A-Za-z_]", "_", str(name)).strip("_") or "target"
+    return s[:max_len]
+
+
+def write_layer(df, columns: dict, path, layer: str | None = None) -> Path:
+    """Write ``df`` plus new columns to a vector file atomically (temp file, then rename)."""
+    gpd = _gpd()
+    path = Path(path)
+    import pandas as pd
+
+    new = pd.DataFrame({k: np.asarray(v) for k, v in columns.items()}, index=df.index)
+    out = pd.concat([df.drop(columns=[c for c in columns if c in df.columns]), new], axis=1)
+    out = gpd.GeoDataFrame(out, geometry="geometry" if "geometry" in out else None, crs=getattr(df, "crs", None))
+    parent = _writable_parent(path)
+    driver = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".shp": "ESRI Shapefile"}.get(path.suffix.lower(), "GPKG")
+    tmpdir = Path(tempfile.mkdtemp(prefix=".topt-", dir=parent))
+    try:
+        out.to_file(tmpdir / path.name, driver=driver, layer=layer or path.stem)
+        for f in sorted(tmpdir.iterdir()):   # a Shapefile is several files: move them all
+            os.replace(f, parent / (path.stem + f.name[len(path.stem):]))
+    finally:
+        for f in tmpdir.glob("*"):
+            f.unlink()
+        tmpdir.rmdir()
+    return path
