@@ -40,7 +40,20 @@ def install_hint(missing):
 
 
 class ToptAlgorithm(QgsProcessingAlgorithm):
-    """Base class: subclasses define name(), displayName(), initAlgorithm(), run()."""
+    """Base class: subclasses define name(), displayName(), initAlgorithm(), run().
+
+    ``run(parameters, context, feedback)`` is the subclasses' hook, but ``QgsProcessingAlgorithm.run``
+    is also the public entry point that ``processing.run`` calls with five arguments; a Python method
+    of that name would shadow it and break ``processing.run`` (TypeError). So a subclass's ``run`` is
+    moved to ``execute`` when the class is created, leaving the C++ ``run`` visible.
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        hook = cls.__dict__.get("run")
+        if hook is not None:
+            cls.execute = hook
+            delattr(cls, "run")
 
     #: import names this algorithm needs beyond the defaults
     extra_dependencies = ()
@@ -86,7 +99,7 @@ class ToptAlgorithm(QgsProcessingAlgorithm):
         from topt_core.errors import ToptCancelled, ToptError
 
         try:
-            return self.run(parameters, context, feedback)
+            return self.execute(parameters, context, feedback)
         except QgsProcessingException:
             raise
         except ToptCancelled as exc:
@@ -102,5 +115,5 @@ class ToptAlgorithm(QgsProcessingAlgorithm):
                 f"Unexpected error in topt ({type(exc).__name__}: {exc}); the full traceback is in the log. "
                 "Please report it with the log attached.")) from None
 
-    def run(self, parameters, context, feedback):
+    def execute(self, parameters, context, feedback):
         raise NotImplementedError
