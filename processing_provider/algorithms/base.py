@@ -8,9 +8,13 @@ traceback in the log plus a short exception.
 """
 import importlib.util
 import os
+import tempfile
 import traceback
 
-from qgis.core import QgsProcessingAlgorithm, QgsProcessingException
+from qgis.core import (QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterFeatureSink,
+                       QgsProcessingParameterFeatureSource, QgsProcessingParameterFile,
+                       QgsProcessingParameterFileDestination, QgsProcessingParameterFolderDestination,
+                       QgsProcessingParameterVectorDestination, QgsProcessingParameterVectorLayer)
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
@@ -37,6 +41,41 @@ def install_hint(missing):
     return ("install them into QGIS's Python with: python3 -m pip install " + " ".join(missing)
             + " (for a CPU-only torch add --index-url https://download.pytorch.org/whl/cpu; "
             "from a checkout, 'make setup' installs everything)")
+
+
+def local_path(value):
+    """The file-system path behind a layer/destination string, or None (memory:, databases, services)."""
+    if not value:
+        return None
+    s = str(value)
+    if s.startswith("ogr:") or s.lower().startswith(("memory:", "postgres", "postgis", "dbname=", "mssql",
+                                                      "oracle", "spatialite:", "http:", "https:", "/vsi")):
+        return None
+    s = s.split("|", 1)[0]
+    if s.startswith("file://"):
+        s = s[len("file://"):]
+    return os.path.abspath(os.path.expanduser(s))
+
+
+def _nearest_existing(path):
+    p = os.path.dirname(path)
+    while p and not os.path.exists(p):
+        parent = os.path.dirname(p)
+        if parent == p:
+            break
+        p = parent
+    return p
+
+
+def _probe_writable(folder):
+    """Really try to create a file in ``folder`` (os.access is True for root even on read-only mounts)."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".topt-write-test-", dir=folder)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    os.close(fd)
+    os.unlink(tmp)
+    return None
 
 
 class ToptAlgorithm(QgsProcessingAlgorithm):
@@ -92,10 +131,84 @@ class ToptAlgorithm(QgsProcessingAlgorithm):
             return False, self.tr(f"Missing Python packages: {', '.join(missing)}; {install_hint(missing)}.")
         return True, ""
 
+    def destination_paths(self, parameters, context):
+        """[(parameter name, local path, kind)] of every output that goes to a file or folder."""
+        out = []
+        for p in self.destinationParameterDefinitions():
+            name = p.name()
+            if name not in parameters or parameters[name] is None:
+                continue
+            if isinstance(p, QgsProcessingParameterFolderDestination):
+                path, kind = self.parameterAsFileOutput(parameters, name, context), "folder"
+            elif isinstance(p, QgsProcessingParameterFileDestination):
+                path, kind = self.parameterAsFileOutput(parameters, name, context), "file"
+            elif isinstance(p, (QgsProcessingParameterFeatureSink, QgsProcessingParameterVectorDestination)):
+                path, kind = self.parameterAsOutputLayer(parameters, name, context), "layer"
+            else:
+                continue
+            path = local_path(path)
+            if path:
+                out.append((name, path, kind))
+        return out
+
+    def input_paths(self, parameters, context):
+        """[(parameter name, local path)] of the input layers and folders (never to be overwritten)."""
+        out = []
+        for p in self.parameterDefinitions():
+            name = p.name()
+            if name not in parameters or parameters[name] is None:
+                continue
+            path = None
+            if isinstance(p, (QgsProcessingParameterFeatureSource, QgsProcessingParameterVectorLayer)):
+                layer = self.parameterAsVectorLayer(parameters, name, context)
+                if layer is not None and layer.providerType() == "ogr":
+                    path = local_path(layer.source())
+            elif isinstance(p, QgsProcessingParameterFile):
+                path = local_path(self.parameterAsFile(parameters, name, context))
+            if path and os.path.exists(path):
+                out.append((name, path))
+        return out
+
+    def check_destinations(self, parameters, context):
+        """Refuse, before any work, outputs that cannot be written or would overwrite an input."""
+        dests = self.destination_paths(parameters, context)
+        inputs = self.input_paths(parameters, context)
+        seen = {}
+        for name, path, kind in dests:
+            real = os.path.realpath(path)
+            for in_name, in_path in inputs:
+                if os.path.realpath(in_path) == real:
+                    raise QgsProcessingException(self.tr(
+                        f"{name} ({path}) is the same file as the input {in_name}; writing it would destroy the "
+                        "input. Choose a different output path."))
+            if real in seen:
+                raise QgsProcessingException(self.tr(
+                    f"{name} and {seen[real]} are the same path ({path}); expected a separate path for each "
+                    "output. Choose different output paths."))
+            seen[real] = name
+            if kind == "folder" and os.path.isfile(path):
+                raise QgsProcessingException(self.tr(
+                    f"{name} ({path}) is an existing file; expected a folder. Choose a new folder name."))
+            if kind != "folder" and os.path.isdir(path):
+                raise QgsProcessingException(self.tr(
+                    f"{name} ({path}) is an existing folder; expected a file path (e.g. {path}.gpkg). "
+                    "Choose a file name."))
+            anchor = _nearest_existing(path)
+            if anchor and not os.path.isdir(anchor):
+                raise QgsProcessingException(self.tr(
+                    f"{name} ({path}) cannot be created: {anchor} is a file, not a folder; expected an "
+                    "output inside a folder. Choose another output path."))
+            why = _probe_writable(anchor) if anchor else None
+            if why:
+                raise QgsProcessingException(self.tr(
+                    f"{name} ({path}) cannot be written: the folder {anchor} is not writable ({why}); "
+                    "expected a writable folder. Choose another output path."))
+
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         ok, why = self.canExecute()
         if not ok:
             raise QgsProcessingException(why)
+        self.check_destinations(parameters, context)
         from topt_core.errors import ToptCancelled, ToptError
 
         try:
