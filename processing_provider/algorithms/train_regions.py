@@ -222,11 +222,19 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
 
         check_canceled(reporter)
         model_dir = self.parameterAsString(parameters, self.OUTPUT_MODEL, context)
-        model_dir = outputs.atomic_folder(model_dir, lambda tmp: save_model(res, tmp, data=data))
         names = [f"emb_{k:03d}" for k in range(emb.shape[1])]
-        dest = layers.write_sink(self, parameters, context, feedback, self.OUTPUT, reg.features, reg.fields,
-                                 [layers.double_field(n) for n in names], emb.astype(float).tolist(),
-                                 reg.wkb_type, reg.source_crs)
+        written = {}
+
+        def write_both(tmp):
+            # model into the temporary folder, then the layer; the model folder is moved into place only
+            # when both succeeded, so a failed or cancelled write leaves neither (hostile matrix, issue 6)
+            save_model(res, tmp, data=data)
+            written["dest"] = layers.write_sink(self, parameters, context, feedback, self.OUTPUT, reg.features,
+                                                reg.fields, [layers.double_field(n) for n in names],
+                                                emb.astype(float).tolist(), reg.wkb_type, reg.source_crs)
+
+        model_dir = outputs.atomic_folder(model_dir, write_both)
+        dest = written["dest"]
         feedback.setProgress(100.0)
         return {self.OUTPUT: dest, self.OUTPUT_MODEL: model_dir, self.REGIONS_OUT: data.n,
                 self.EPOCHS_RUN: res.epochs_run, self.DEVICE_OUT: str(res.device.device if res.device else choice.device),
