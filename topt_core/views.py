@@ -16,6 +16,7 @@ that cannot be meant as counts (negative, absurdly large) raise
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,6 +40,7 @@ class ViewReport:
     null_key: int = 0           # null category / class
     bad_weight: int = 0         # null or NaN weight (record dropped)
     zero_weight: int = 0        # weight 0 (kept, contributes nothing)
+    self_loops: int = 0         # OD records with origin == destination (kept)
     examples: list = field(default_factory=list)   # a few unknown ids, for the message
 
     def messages(self) -> list[str]:
@@ -53,6 +55,9 @@ class ViewReport:
         if self.null_key:
             key = {"poi": "category", "landuse": "class"}.get(self.view, "key")
             out.append(f"{self.null_key} of {self.records} {what} have an empty {key}; they were left out.")
+        if self.view == "mobility" and self.used and self.self_loops == self.used:
+            out.append(f"All {self.used} OD records used start and end in the same region; the mobility view "
+                       "has no flows between regions. Check MOBILITY_ORIGIN_FIELD/MOBILITY_DESTINATION_FIELD.")
         if self.bad_weight:
             out.append(f"{self.bad_weight} of {self.records} {what} have an empty or non-numeric weight; "
                        "they were left out.")
@@ -60,6 +65,9 @@ class ViewReport:
 
 
 # -- ids --------------------------------------------------------------------------------------------
+
+_INTEGRAL_TEXT = re.compile(r"^-?[0-9]+\.0+$")
+
 
 def id_string(value) -> str | None:
     """Canonical string form of a region id: 12, 12.0, "12" -> "12"; None/NaN/"" -> None."""
@@ -76,6 +84,8 @@ def id_string(value) -> str | None:
     s = str(value).strip()
     if s == "" or s.upper() in ("NULL", "NONE", "NAN"):
         return None
+    if _INTEGRAL_TEXT.match(s):     # "12.0" (a CSV/text column) means the same region as 12 and "12"
+        s = s.split(".", 1)[0]
     return s
 
 
@@ -210,6 +220,7 @@ def od_matrix(origin_idx, dest_idx, weights, n: int, unknown_examples=None):
     use = known & ok
     rep.zero_weight = int((use & (w == 0)).sum())
     rep.used = int(use.sum())
+    rep.self_loops = int((use & (o == d)).sum())
     m = sp.coo_matrix((w[use], (o[use], d[use])), shape=(n, n)).tocsr()   # duplicates are summed
     m.sum_duplicates()
     m.eliminate_zeros()
