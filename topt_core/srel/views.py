@@ -15,6 +15,8 @@ import numpy as np
 import scipy.sparse as sp
 
 CLIP = 5.0
+# linear-scale count columns keep more of the tail (counts, not logs, are what count targets are linear in)
+CLIP_LINEAR = 20.0
 # OD entries above FENCE_FACTOR x the 99th percentile of the non-zero entries are capped there
 FENCE_FACTOR = 10.0
 FENCE_QUANTILE = 99.0
@@ -45,9 +47,9 @@ def robust_fit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return center.astype(np.float32), scale.astype(np.float32)
 
 
-def robust_apply(x: np.ndarray, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
+def robust_apply(x: np.ndarray, center: np.ndarray, scale: np.ndarray, clip=CLIP) -> np.ndarray:
     z = (np.asarray(x, dtype=np.float64) - center) / scale
-    return np.clip(z, -CLIP, CLIP).astype(np.float32)
+    return np.clip(z, -np.asarray(clip), np.asarray(clip)).astype(np.float32)
 
 
 def od_fence(m: sp.csr_matrix) -> float:
@@ -63,12 +65,21 @@ def clipped_od(m: sp.csr_matrix, fence: float) -> sp.csr_matrix:
     return m
 
 
-def _table_raw(data, view: str) -> np.ndarray:
-    """log1p counts (signed log1p for extra fields) plus log1p row total for count views."""
+def _table_raw(data, view: str, config) -> tuple[np.ndarray, np.ndarray]:
+    """Raw columns before robust scaling, and each column's clip bound.
+
+    Count views: log1p counts and log1p row total, plus (``linear_counts``)
+    the counts and total themselves; extra fields: signed log1p.
+    """
     x = np.asarray(table_view(data, view), dtype=np.float64)
     if view == "extra":
-        return signed_log1p(x)
-    return np.concatenate([np.log1p(x), np.log1p(x.sum(1, keepdims=True))], axis=1)
+        return signed_log1p(x), np.full(x.shape[1], CLIP)
+    x = np.concatenate([x, x.sum(1, keepdims=True)], axis=1)
+    cols, clip = [np.log1p(x)], [np.full(x.shape[1], CLIP)]
+    if config.linear_counts:
+        cols.append(x)
+        clip.append(np.full(x.shape[1], CLIP_LINEAR))
+    return np.concatenate(cols, axis=1), np.concatenate(clip)
 
 
 def _entropy_rows(m: sp.csr_matrix) -> np.ndarray:
@@ -110,16 +121,24 @@ def _mobility_summary_raw(m: sp.csr_matrix, dist_units: np.ndarray) -> np.ndarra
 
 
 def mobility_feature_dim(config, n: int) -> int:
-    return 2 * n if config.mobility_features == "rows" else 2 * (5 + len(MOBILITY_BANDS) + 1)
+    if config.mobility_features == "rows":
+        return 2 * n
+    return 2 * (5 + len(MOBILITY_BANDS) + 1) + (2 if config.linear_counts else 0)
 
 
-def _mobility_raw(m: sp.csr_matrix, config, dist_units: np.ndarray) -> np.ndarray:
+def _mobility_raw(m: sp.csr_matrix, config, dist_units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if config.mobility_features == "rows":
         lm = m.copy()
         lm.data = np.log1p(lm.data)
         dense = lm.toarray()
-        return np.concatenate([dense, dense.T], axis=1)
-    return _mobility_summary_raw(m, dist_units)
+        return np.concatenate([dense, dense.T], axis=1), np.full(2 * m.shape[0], CLIP)
+    x = _mobility_summary_raw(m, dist_units)
+    clip = np.full(x.shape[1], CLIP)
+    if config.linear_counts:
+        totals = np.stack([np.asarray(m.sum(1)).ravel(), np.asarray(m.sum(0)).ravel()], axis=1)
+        x = np.concatenate([x, totals], axis=1)
+        clip = np.concatenate([clip, [CLIP_LINEAR, CLIP_LINEAR]])
+    return x, clip
 
 
 def fit_stats(data, config, dist_units: np.ndarray) -> dict[str, np.ndarray]:
@@ -127,12 +146,12 @@ def fit_stats(data, config, dist_units: np.ndarray) -> dict[str, np.ndarray]:
     stats: dict[str, np.ndarray] = {}
     for view in TABLE_VIEWS:
         if view in data.views():
-            c, s = robust_fit(_table_raw(data, view))
+            c, s = robust_fit(_table_raw(data, view, config)[0])
             stats[f"{view}.center"], stats[f"{view}.scale"] = c, s
     if "mobility" in data.views():
         fence = od_fence(data.mobility)
         stats["mobility.fence"] = np.array([fence], dtype=np.float32)
-        raw = _mobility_raw(clipped_od(data.mobility, fence), config, dist_units)
+        raw, _ = _mobility_raw(clipped_od(data.mobility, fence), config, dist_units)
         if config.mobility_features == "rows":
             nz = raw[raw > 0]
             c = np.zeros(raw.shape[1], np.float32)
@@ -159,7 +178,9 @@ def raw_dim(data, view: str, config) -> int:
     if view == "mobility":
         return mobility_feature_dim(config, data.n)
     x = table_view(data, view)
-    return x.shape[1] + (0 if view == "extra" else 1)
+    if view == "extra":
+        return x.shape[1]
+    return (x.shape[1] + 1) * (2 if config.linear_counts else 1)
 
 
 def features(data, stats: dict[str, np.ndarray], config, dist_units: np.ndarray) -> dict[str, np.ndarray]:
@@ -167,11 +188,12 @@ def features(data, stats: dict[str, np.ndarray], config, dist_units: np.ndarray)
     out = {}
     for view in TABLE_VIEWS:
         if f"{view}.center" in stats:
-            out[view] = robust_apply(_table_raw(data, view), stats[f"{view}.center"], stats[f"{view}.scale"])
+            raw, clip = _table_raw(data, view, config)
+            out[view] = robust_apply(raw, stats[f"{view}.center"], stats[f"{view}.scale"], clip)
     if "mobility.center" in stats:
         m = clipped_od(data.mobility, float(stats["mobility.fence"][0]))
-        out["mobility"] = robust_apply(_mobility_raw(m, config, dist_units),
-                                       stats["mobility.center"], stats["mobility.scale"])
+        raw, clip = _mobility_raw(m, config, dist_units)
+        out["mobility"] = robust_apply(raw, stats["mobility.center"], stats["mobility.scale"], clip)
     return out
 
 
