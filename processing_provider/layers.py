@@ -44,6 +44,20 @@ def _value(v):
     return v
 
 
+def _iter_features(source, request=None):
+    """Features of a source without QGIS's invalid-geometry filter: this adapter repairs invalid polygons
+    (make valid, with a warning) and reports null/empty geometries itself. Letting the filter abort from
+    inside the Python iteration corrupted the interpreter ("SystemError: unknown opcode", segfaults) when it
+    happened twice in one session (hostile matrix, issue 6)."""
+    from qgis.core import QgsProcessingFeatureSource
+
+    request = request if request is not None else QgsFeatureRequest()
+    if isinstance(source, QgsProcessingFeatureSource):
+        return source.getFeatures(request, QgsProcessingFeatureSource.FlagSkipGeometryValidityChecks)
+    request.setInvalidGeometryCheck(QgsFeatureRequest.GeometryNoCheck)
+    return source.getFeatures(request)
+
+
 def _progress(feedback, start, end, i, total):
     if feedback is not None and total:
         feedback.setProgress(start + (end - start) * i / total)
@@ -137,7 +151,8 @@ def field_or_fail(source, name, param, numeric=False, layer_param=None):
                                      f"(fields: {names}). Choose one of its fields.")
     if numeric and source.fields().at(idx).type() not in NUMERIC_TYPES:
         raise QgsProcessingException(f"{param}: the field '{name}' is of type "
-                                     f"{source.fields().at(idx).typeName()}; expected a numeric field.")
+                                     f"{source.fields().at(idx).typeName()}; expected a numeric field. Choose a "
+                                     "numeric field (or convert it with the Field Calculator).")
     return idx
 
 
@@ -148,7 +163,7 @@ def read_features(source, feedback, start=0.0, end=5.0, with_geometry=True):
     if not with_geometry:
         req.setFlags(QgsFeatureRequest.NoGeometry)
     out = []
-    for i, f in enumerate(source.getFeatures(req)):
+    for i, f in enumerate(_iter_features(source, req)):
         if i % CANCEL_EVERY == 0:
             _check_cancel(feedback)
             _progress(feedback, start, end, i, total)
@@ -248,7 +263,7 @@ def _points_xy(source, reg, context, feedback, start, end, value_fields=()):
     req = QgsFeatureRequest().setSubsetOfAttributes(idxs)
     xs, ys, vals, no_geom = [], [], [[] for _ in idxs], 0
     total = source.featureCount()
-    for k, f in enumerate(source.getFeatures(req)):
+    for k, f in enumerate(_iter_features(source, req)):
         if k % CANCEL_EVERY == 0:
             _check_cancel(feedback)
             _progress(feedback, start, end, k, total)
@@ -297,7 +312,7 @@ def _line_ends(source, reg, context, feedback, weight_field, start, end):
     widx = source.fields().indexFromName(weight_field) if weight_field else -1
     o, d, w, no_geom = [], [], [], 0
     total = source.featureCount()
-    for k, f in enumerate(source.getFeatures()):
+    for k, f in enumerate(_iter_features(source)):
         if k % CANCEL_EVERY == 0:
             _check_cancel(feedback)
             _progress(feedback, start, end, k, total)
@@ -333,7 +348,7 @@ def mobility_view(source, reg, context, feedback, origin_field="", destination_f
             [i for i in (oi, di, ci) if i >= 0])
         ov, dv, wv = [], [], []
         total = source.featureCount()
-        for k, f in enumerate(source.getFeatures(req)):
+        for k, f in enumerate(_iter_features(source, req)):
             if k % CANCEL_EVERY == 0:
                 _check_cancel(feedback)
                 _progress(feedback, start, end, k, total)
@@ -377,7 +392,7 @@ def landuse_view(source, class_field, reg, context, feedback, start=15.0, end=20
     ridx, cls, area = [], [], []
     total = source.featureCount()
     outside = 0
-    for k, f in enumerate(source.getFeatures()):
+    for k, f in enumerate(_iter_features(source)):
         if k % 50 == 0:
             _check_cancel(feedback)
             _progress(feedback, start, end, k, total)
@@ -418,7 +433,8 @@ def numeric_fields(reg: Regions, names, param, feedback):
             raise QgsProcessingException(f"{param}: the field '{name}' is not in the region layer.")
         if reg.fields.at(idx).type() not in NUMERIC_TYPES:
             raise QgsProcessingException(f"{param}: the field '{name}' is of type "
-                                         f"{reg.fields.at(idx).typeName()}; expected numeric fields.")
+                                         f"{reg.fields.at(idx).typeName()}; expected numeric fields. Choose "
+                                         "numeric fields (or convert it with the Field Calculator).")
         cols[name] = reg.column(name)
     table, names, n_null = views.numeric_table(cols, reg.n, what=f"{param} field")
     if n_null:
@@ -502,7 +518,7 @@ def matrix(features, fields: QgsFields, names, param, allow_null=False):
                     out[r, c] = float(v)
                 except (TypeError, ValueError):
                     raise QgsProcessingException(f"{param}: field '{names[c]}' holds {v!r} on feature {f.id()}; "
-                                                 "expected numbers.") from None
+                                                 "expected numbers. Choose a numeric field.") from None
     if not allow_null and not np.isfinite(out).all():
         bad = int((~np.isfinite(out).all(1)).sum())
         raise QgsProcessingException(f"{param}: {bad} feature(s) have empty or non-finite values in "
