@@ -1,0 +1,93 @@
+"""Hostile-input matrix (issue 6): helpers to build tiny, deliberately broken inputs.
+
+Every case runs the way a user would (``processing.run("topt:...")``) and must end in a
+correct result (maybe with a warning) or a ``QgsProcessingException`` whose message says
+what was wrong, what was expected and how to fix it -- never a traceback, a half-written
+output or a modified input.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+TINY_TRAIN = {"EPOCHS": 2, "EMBED_DIM": 8, "HIDDEN_DIM": 8, "LAYERS": 1, "HEADS": 2, "DEVICE": "cpu",
+              "SEED": 7, "THREADS": 1}
+TINY_PREDICT = {"TEXT_ENCODER": "tiny-random:bert", "EPOCHS": 2, "FOLDS": 2, "DEVICE": "cpu", "SEED": 3}
+# a polygon grid in Manhattan (lon/lat), cells ~ 0.002 deg
+LON0, LAT0, STEP = -73.99, 40.73, 0.002
+
+
+def square(x0, y0, s):
+    return f"POLYGON(({x0} {y0},{x0 + s} {y0},{x0 + s} {y0 + s},{x0} {y0 + s},{x0} {y0}))"
+
+
+def grid_cells(n, cols=5, lon0=LON0, lat0=LAT0, step=STEP):
+    return [(lon0 + (i % cols) * step, lat0 + (i // cols) * step) for i in range(n)]
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file under folder -> sha256 (hidden files included: leftovers count)."""
+    out = {}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            out[os.path.relpath(os.path.join(root, name), folder) + "/"] = "dir"
+        for name in files:
+            p = os.path.join(root, name)
+            with open(p, "rb") as fh:
+                out[os.path.relpath(p, folder)] = hashlib.sha256(fh.read()).hexdigest()
+    return out
+
+
+def sha(path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+def assert_clear_message(msg: str, *must):
+    """A user-facing message: no traceback, and says what/expected/how (checked by keywords)."""
+    assert "Traceback" not in msg and 'File "' not in msg, msg
+    assert "Unexpected error" not in msg, f"raw exception leaked to the user: {msg}"
+    low = msg.lower()
+    for word in must:
+        if isinstance(word, tuple):
+            assert any(w.lower() in low for w in word), f"none of {word} in: {msg}"
+        else:
+            assert word.lower() in low, f"{word!r} not in: {msg}"
+
+
+@pytest.fixture
+def run_alg(topt_provider, qgis_new_project):
+    """processing.run(alg, params) -> (result or None, error message or None, feedback)."""
+    import processing
+    from qgis.core import QgsProcessingException
+
+    from .helpers import LogFeedback
+
+    def _run(alg, params, feedback=None):
+        fb = feedback or LogFeedback()
+        try:
+            res = processing.run(alg, params, feedback=fb)
+        except QgsProcessingException as exc:
+            return None, str(exc), fb
+        return res, None, fb
+
+    return _run
+
+
+HOW_WORDS = ("choose", "use ", "set ", "check", "remove", "fix", "fill", "label", "lower", "retrain", "restore",
+             "delete", "assign", "run ", "give", "provide", "copy", "install", "pass ", "leave", "increase",
+             "save ", "recompute")
+
+
+def assert_refusal(msg, what, expected=True):
+    """what = substring(s) naming the problem; expected/how are checked generically."""
+    assert msg is not None, "expected a refusal, got a result"
+    whats = what if isinstance(what, (list, tuple)) else [what]
+    assert_clear_message(msg, *whats)
+    if expected:
+        assert any(w in msg.lower() for w in ("expected", "needs", "must", "(fields:", "one of", "requested but")), \
+            f"message does not say what was expected: {msg}"
+    assert any(w in msg.lower() for w in HOW_WORDS), f"message does not say how to fix it: {msg}"
