@@ -1,0 +1,145 @@
+"""``run_prompt4re``: checks, prompts, cached encoding, nested CV, final predictions."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..config import PromptConfig
+from ..data import RegionData
+from ..errors import ToptDataError
+from ..progress import StageReporter, check_canceled, ensure_reporter
+
+
+@dataclass
+class PromptResult:
+    """Outputs of ``run_prompt4re``.
+
+    predictions: (N,) final head (trained on all labelled regions) for every region.
+    oof: (N,) out-of-fold prediction for labelled regions, NaN elsewhere.
+    labelled: (N,) bool.
+    metrics / ridge_metrics: {"mae", "rmse", "r2"} on the pooled OOF predictions (negatives clipped to 0
+        when the target is non-negative), Prompt4RE and the Ridge-on-embeddings baseline on the same folds.
+    prompts: the full prompt (task template + description) per region, one of the texts encoded.
+    facet_names / facet_prompts: every text encoded per region, in key/value order.
+    encoder_info, device (DeviceChoice), timings {"encode_s", "train_s"}, chosen (per fold + final:
+        lr, epochs, validation RMSE), warnings.
+    """
+
+    predictions: np.ndarray
+    oof: np.ndarray
+    labelled: np.ndarray
+    metrics: dict
+    ridge_metrics: dict
+    prompts: list
+    encoder_info: dict
+    device: object
+    timings: dict
+    chosen: list
+    warnings: list = field(default_factory=list)
+    facet_names: list = field(default_factory=list)
+    facet_prompts: list = field(default_factory=list)
+    ridge_oof: np.ndarray | None = None
+    target_name: str = ""
+    config: dict = field(default_factory=dict)
+
+
+def check_inputs(embeddings, data: RegionData, target, target_name: str, config: PromptConfig):
+    emb = np.asarray(embeddings, dtype=float)
+    if emb.ndim != 2:
+        raise ToptDataError(f"Region embeddings must be a 2-D (regions x dimensions) array, got shape {emb.shape}; "
+                            "pass the emb_* columns written by 'Learn region embeddings'.")
+    if emb.shape[0] != data.n:
+        raise ToptDataError(f"There are {emb.shape[0]} embedding rows but {data.n} regions; expected one row per "
+                            "region in the same order; use the layer written by 'Learn region embeddings'.")
+    if not np.isfinite(emb).all():
+        bad = int((~np.isfinite(emb).all(1)).sum())
+        raise ToptDataError(f"{bad} region(s) have NaN or infinite embedding values; expected finite numbers; "
+                            "recompute the embeddings or remove those regions.")
+    y = np.asarray(target, dtype=float).reshape(-1)
+    if y.shape[0] != data.n:
+        raise ToptDataError(f"Target '{target_name}' has {y.shape[0]} values but there are {data.n} regions; "
+                            "expected one value per region (NaN/empty where unknown).")
+    y = np.where(np.isfinite(y), y, np.nan)
+    n_lab = int(np.isfinite(y).sum())
+    if n_lab == 0:
+        raise ToptDataError(f"Target '{target_name}' has no known values (all empty/NaN); expected numbers for "
+                            "at least some regions; choose a field that holds the values to predict.")
+    need = config.folds + 1
+    if n_lab < need:
+        raise ToptDataError(f"Only {n_lab} region(s) have a known '{target_name}'; {config.folds}-fold "
+                            f"cross-validation with an inner validation split needs at least {need}; label more "
+                            "regions or lower the number of folds.")
+    yl = y[np.isfinite(y)]
+    if np.ptp(yl) == 0:
+        raise ToptDataError(f"Target '{target_name}' has the same value ({yl[0]:g}) in every labelled region; "
+                            "expected varying values; choose another field.")
+    return emb, y
+
+
+def run_prompt4re(embeddings: np.ndarray, data: RegionData, target: np.ndarray, target_name: str,
+                  config: PromptConfig = PromptConfig(), reporter=None, cache_dir=None) -> PromptResult:
+    """Stage 2: predict ``target`` from frozen region embeddings + frozen-LM prompt vectors.
+
+    ``target`` holds NaN for unknown regions; every region gets a prediction.
+    """
+    from ..device import limit_threads, resolve_device
+    from .encoders import get_text_encoder
+    from .templates import build_prompt_facets
+    from .train import fit_predict
+
+    reporter = ensure_reporter(reporter)
+    check_canceled(reporter)
+    emb, y = check_inputs(embeddings, data, target, target_name, config)
+    dev = resolve_device(config.device)
+    reporter.info(f"Prompt4RE device: {dev.device} ({dev.reason}).")
+    if dev.device == "cpu":
+        limit_threads(config.threads or None)
+    warnings: list[str] = []
+
+    # -- prompts and frozen-LM vectors (cached on disk) --
+    t0 = time.perf_counter()
+    names, texts = build_prompt_facets(data, config.task, target_name, config.task_description,
+                                       config.use_task_template)
+    encoder = get_text_encoder(config.text_encoder, cache_dir=cache_dir, device=dev.device)
+    for w in encoder.warnings:
+        reporter.warning(w)
+        warnings.append(w)
+    flat = [t for row in texts for t in row]
+    uniq = list(dict.fromkeys(flat))
+    reporter.set_text(f"Prompt4RE: encoding {len(uniq)} distinct prompts with {config.text_encoder}")
+    vec = encoder.encode(uniq, reporter=StageReporter(reporter, 0, 10))
+    pos = {t: i for i, t in enumerate(uniq)}
+    text_vecs = vec[[pos[t] for t in flat]].reshape(data.n, len(names), -1)
+    encode_s = time.perf_counter() - t0
+    reporter.info(f"Prompt4RE: {len(uniq)} prompts, {encoder.last_hits} from the cache, "
+                  f"{encoder.last_misses} encoded in {encode_s:.1f} s ({encoder.info['model_type']}, "
+                  f"{encoder.dim}-d, {encoder.pooling} pooling).")
+    check_canceled(reporter)
+
+    # -- nested CV + final head --
+    t1 = time.perf_counter()
+    out = fit_predict(emb, text_vecs, y, config, StageReporter(reporter, 10, 100), device=dev.device)
+    train_s = time.perf_counter() - t1
+    from ..evaluate import regression_metrics
+
+    lab = out["labelled"]
+    metrics = regression_metrics(y[lab], out["oof"][lab])
+    ridge = regression_metrics(y[lab], out["ridge_oof"][lab])
+    folds = [c for c in out["chosen"] if c["fold"] >= 0]
+    at_ridge = sum(c["epochs"] == 0 for c in folds)
+    if at_ridge == len(folds):
+        w = ("inner validation kept the Ridge solution (0 epochs) in every fold: the prompt vectors did not help "
+             "this target on held-out regions")
+        warnings.append(w)
+        reporter.warning(w)
+    reporter.info(f"Prompt4RE out-of-fold: MAE {metrics['mae']:.4g}, RMSE {metrics['rmse']:.4g}, R2 "
+                  f"{metrics['r2']:.3f} (Ridge on embeddings: MAE {ridge['mae']:.4g}, R2 {ridge['r2']:.3f}); "
+                  f"encode {encode_s:.1f} s, train {train_s:.1f} s.")
+    k = names.index("full")
+    return PromptResult(predictions=out["predictions"], oof=out["oof"], labelled=lab, metrics=metrics,
+                        ridge_metrics=ridge, prompts=[t[k] for t in texts], encoder_info=encoder.info, device=dev,
+                        timings={"encode_s": encode_s, "train_s": train_s}, chosen=out["chosen"],
+                        warnings=warnings, facet_names=names, facet_prompts=texts, ridge_oof=out["ridge_oof"],
+                        target_name=target_name, config=config.to_dict())

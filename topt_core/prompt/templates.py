@@ -1,0 +1,79 @@
+"""Task templates: a short expert instruction that conditions the frozen language model.
+
+The official Prompt4RE templates are long chain-of-thought persona prompts for a 7-11 B
+multimodal LLM. Ours are kept short (about 30 tokens), because the default encoders are
+small (MiniLM 22 M, SmolLM2 135 M) and truncate at 256-512 tokens, and the region
+description has to fit after the template.
+
+``build_prompts`` gives the full prompt per region (template + description). The head
+uses several texts per region (``build_prompt_facets``): the template alone, the template
++ the full description, and the template + each facet sentence (POI, land use, mobility,
+place, extra). ``use_task_template=False`` drops the template (ablation): the texts are then
+the description and facet sentences alone.
+"""
+from __future__ import annotations
+
+from ..data import RegionData
+from ..errors import ToptConfigError
+from .describe import describe_facets
+
+TASKS = {
+    "crime": ("You are an expert in urban criminology. Estimate how many crimes are reported in this urban "
+              "region, considering nightlife, retail, transit hubs, crowds and residential density."),
+    "checkin": ("You are an expert in urban social media behaviour. Estimate how many location check-ins "
+                "visitors make in this urban region, considering attractions, restaurants, shops and footfall."),
+    "service": ("You are an expert in city infrastructure and public services. Estimate how many 311 "
+                "service requests residents file in this urban region, considering housing, noise, streets "
+                "and population."),
+    "generic": "You are an expert urban analyst. Estimate the {target} of this urban region. {description}",
+}
+ALIASES = {"checkIn": "checkin", "check-in": "checkin", "check_in": "checkin", "serviceCall": "service",
+           "service_call": "service", "311": "service"}
+
+
+def task_template(task: str, target_name: str = "", task_description: str = "") -> str:
+    key = ALIASES.get(task, task)
+    if key not in TASKS:
+        raise ToptConfigError(f"Unknown task {task!r}; expected one of {', '.join(TASKS)}.")
+    if key == "generic":
+        target = (target_name or "target value").strip()
+        desc = (task_description or "").strip()
+        return TASKS["generic"].format(target=target, description=desc).strip()
+    text = TASKS[key]
+    if task_description.strip():
+        text += " " + task_description.strip()
+    return text
+
+
+def facet_order(data: RegionData) -> list[str]:
+    return [f for f in ("poi", "landuse", "mobility", "place", "extra") if f in describe_facets(data)]
+
+
+def build_prompt_facets(data: RegionData, task: str, target_name: str = "", task_description: str = "",
+                        use_task_template: bool = True) -> tuple[list[str], list[list[str]]]:
+    """(facet names, per-region list of texts). Texts per region, in order:
+    [template], template+full description, template+each facet sentence (template omitted in the ablation)."""
+    facets = describe_facets(data)
+    order = [f for f in ("poi", "landuse", "mobility", "place", "extra") if f in facets]
+    tmpl = task_template(task, target_name, task_description) if use_task_template else ""
+    names = (["task"] if use_task_template else []) + ["full"] + order
+    out = []
+    for i in range(data.n):
+        full = " ".join(facets[f][i] for f in order)
+        texts = [tmpl] if use_task_template else []
+        texts.append(_join(tmpl, full))
+        texts += [_join(tmpl, facets[f][i]) for f in order]
+        out.append(texts)
+    return names, out
+
+
+def _join(tmpl: str, text: str) -> str:
+    return f"{tmpl}\nRegion: {text}" if tmpl else text
+
+
+def build_prompts(data: RegionData, task: str, target_name: str = "", task_description: str = "",
+                  use_task_template: bool = True) -> list[str]:
+    """The full prompt per region: task template + the region description."""
+    names, texts = build_prompt_facets(data, task, target_name, task_description, use_task_template)
+    k = names.index("full")
+    return [t[k] for t in texts]

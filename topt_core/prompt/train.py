@@ -1,0 +1,349 @@
+"""Prompt4RE training: nested cross-validation, honest model selection, a final head for every region.
+
+Protocol
+--------
+* Outer folds: ``topt_core.evaluate.make_folds(n_labelled, config.protocol, config.folds)``
+  over the labelled regions in their original order (``hafusion-ny``: KFold(10), no shuffle).
+* Inside each outer training fold, ``config.inner_splits`` random inner splits hold out
+  ``config.inner_val_fraction`` of it. Heads are trained on the inner training part for every
+  learning rate in ``config.lr * config.lr_multipliers``; the validation MSE (original units,
+  negatives clipped when the target is non-negative) is recorded every ``config.eval_every``
+  epochs, epoch 0 (= the Ridge solution) included. A head stops early when its own
+  validation MSE has not improved for ``config.patience`` epochs. The (lr, epochs) pair with
+  the lowest mean validation MSE over the inner splits is chosen (ties: fewer epochs).
+* Then one head is refit on the whole outer training fold with the chosen lr for the chosen
+  number of epochs and predicts the outer test fold.
+* Selection heads never receive the outer test rows at all (their inputs are gathered from
+  the outer training fold only), and every statistic (embedding and text standardisation,
+  text PCA, target scaling, the Ridge initialisation) is computed from the head's own
+  training rows. ``record`` receives every head's rows so tests can check this.
+* Final model: the same selection on all labelled regions, then a refit on all of them that
+  predicts every region, labelled or not.
+
+Targets: standardised with training-row mean/std (``target_transform="none"``, default) or
+``log1p`` then standardised. Loss: full-batch MSE; optimiser: Adam (``BatchedAdam``).
+Determinism: all randomness comes from per-head generators seeded from ``config.seed`` (initial
+weights and dropout masks), so the same inputs give identical outputs on the CPU; a head's random draws do not depend on which other
+heads share its batch (results then agree up to floating-point summation order).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..config import PromptConfig
+from ..errors import ToptConfigError, ToptDataError
+from ..progress import check_canceled, ensure_reporter
+
+MAX_CHUNK_ELEMS = 40_000_000   # floats per training chunk (heads x rows x keys x width), bounds memory
+
+
+@dataclass
+class Member:
+    """One head to train. ``rows``: global row indices it sees; ``train``/``val``: positions in ``rows``."""
+
+    group: int               # outer fold index, or -1 for the final model
+    phase: str               # "select" or "refit"
+    inner: int               # inner split index (select) or -1
+    lr: float
+    epochs: int              # select: the maximum; refit: the chosen number
+    rows: np.ndarray
+    train: np.ndarray
+    val: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    seed: int = 0
+
+
+def _inner_splits(n: int, n_splits: int, frac: float, seed: int):
+    """Positions (train, val) of ``n_splits`` random hold-outs of ``frac`` of ``n`` rows."""
+    n_val = int(min(max(1, round(frac * n)), n - 2))
+    out = []
+    for s in range(n_splits):
+        perm = np.random.default_rng([seed, s]).permutation(n)
+        out.append((np.sort(perm[n_val:]), np.sort(perm[:n_val])))
+    return out
+
+
+def _prep_member(m: Member, emb, text, ytr, alpha, rank):
+    """Inputs of one head from its own training rows only: standardised x, PCA'd texts, scaled targets, Ridge init."""
+    from sklearn.linear_model import Ridge
+
+    rows, tr = m.rows, m.train
+    X = emb[rows]
+    Xtr = X[tr]
+    mu = Xtr.mean(0)
+    sd = Xtr.std(0)
+    sd[sd < 1e-12] = 1.0
+    xs = (X - mu) / sd
+    T = text[rows]                                  # (R, F, Dt)
+    R, Fn, Dt = T.shape
+    Ttr = T[tr].reshape(-1, Dt)
+    tmu = Ttr.mean(0)
+    tsd = Ttr.std(0)
+    tsd[tsd < 1e-6] = 1.0
+    Z = (T.reshape(-1, Dt) - tmu) / tsd
+    if rank and rank < Dt:
+        Ztr = (Ttr - tmu) / tsd
+        _, _, vt = np.linalg.svd(Ztr, full_matrices=False)
+        k = min(rank, vt.shape[0])
+        Z = Z @ vt[:k].T
+        scale = float(np.sqrt(np.mean((Ztr @ vt[:k].T) ** 2))) or 1.0
+        Z = Z / scale
+    t = Z.reshape(R, Fn, -1)
+    y = ytr[rows[tr]]
+    ym, ys = float(y.mean()), float(y.std()) or 1.0
+    ridge = Ridge(alpha=alpha).fit(Xtr, y)            # the published protocol, on raw embeddings
+    w = ridge.coef_.reshape(-1)
+    wx = w * sd / ys
+    b = (float(ridge.intercept_) + float(mu @ w) - ym) / ys
+    return xs.astype(np.float32), t.astype(np.float32), ym, ys, wx.astype(np.float32), np.float32(b)
+
+
+def _needs_eval(ep, chunk, every):
+    if ep % every == 0 and any(m.phase == "select" for _, m in chunk):
+        return True
+    return any(ep == m.epochs for _, m in chunk)
+
+
+def train_members(members, emb, text, ytr, yraw, inverse, clip, config: PromptConfig, reporter=None,
+                  progress=(0.0, 100.0), chunk_seed: int = 0, device: str = "cpu"):
+    """Train heads. Returns (curves {i: (epochs, val mse)} for select heads, preds {i: (R,)} for refit heads)."""
+    import torch
+
+    curves, preds = {}, {}
+    if not members:
+        return curves, preds
+    prev_threads = torch.get_num_threads()
+    if device == "cpu":
+        torch.set_num_threads(_head_threads(members, text, config))
+    try:
+        _train_chunks(members, emb, text, ytr, yraw, inverse, clip, config, reporter, progress, chunk_seed,
+                      device, curves, preds)
+    finally:
+        torch.set_num_threads(prev_threads)
+    return curves, preds
+
+
+SMALL_WORK = 8_000_000   # below this many activation floats per step, one CPU thread is fastest
+
+
+def _head_threads(members, text, config) -> int:
+    """Threads for head training: ``config.threads`` if set; else 1 for small problems, where
+    thread synchronisation costs more than it saves (2-10x slower on a busy 2-core machine)."""
+    import os
+
+    if config.threads:
+        return int(config.threads)
+    work = len(members) * max(len(m.rows) for m in members) * text.shape[1] * config.heads * config.head_dim
+    if work < SMALL_WORK:
+        return 1
+    n = os.cpu_count() or 1
+    return max(1, n - 1 if n > 2 else n)
+
+
+def _train_chunks(members, emb, text, ytr, yraw, inverse, clip, config, reporter, progress, chunk_seed, device,
+                  curves, preds):
+    import torch
+
+    from .head import BatchedAdam, EnsembleHead
+
+    Fn = text.shape[1]
+    rank = min(config.text_rank or text.shape[2], text.shape[2])
+    width = Fn * max(rank, config.heads * config.head_dim) * 4
+    R_all = max(len(m.rows) for m in members)
+    per = max(1, int(MAX_CHUNK_ELEMS // max(R_all * width, 1)))
+    items = list(enumerate(members))
+    chunks = [items[i:i + per] for i in range(0, len(items), per)]
+    total = sum(max(m.epochs for _, m in c) + 1 for c in chunks)
+    done = 0
+    for ci, chunk in enumerate(chunks):
+        E = len(chunk)
+        R = max(len(m.rows) for _, m in chunk)
+        prepped = [_prep_member(m, emb, text, ytr, config.ridge_alpha, config.text_rank) for _, m in chunk]
+        r = prepped[0][1].shape[2]
+        X = np.zeros((E, R, emb.shape[1]), np.float32)
+        T = np.zeros((E, R, Fn, r), np.float32)
+        Y = np.zeros((E, R), np.float32)
+        W = np.zeros((E, R), np.float32)
+        for j, ((_, m), (xs, t, ym, ys, _, _)) in enumerate(zip(chunk, prepped)):
+            n = len(m.rows)
+            X[j, :n], T[j, :n] = xs, t
+            Y[j, m.train] = (ytr[m.rows[m.train]] - ym) / ys
+            W[j, m.train] = 1.0 / len(m.train)
+        scale = np.array([[p[2], p[3]] for p in prepped], np.float64)       # (E, 2): target mean, std
+        head = EnsembleHead(E, emb.shape[1], r, config.heads, config.head_dim, config.task_tokens,
+                            config.dropout, seeds=[m.seed for _, m in chunk],
+                            final_w_x=np.stack([p[4] for p in prepped]),
+                            final_b=np.array([p[5] for p in prepped])).to(device)
+        opt = BatchedAdam(head.parameters(), torch.tensor([m.lr for _, m in chunk], device=device),
+                          decayed=head.decayed(), weight_decay=config.weight_decay)
+        Xt, Tt, Yt, Wt = (torch.from_numpy(a).to(device) for a in (X, T, Y, W))
+        max_ep = max(m.epochs for _, m in chunk)
+        evals = {j: ([], []) for j in range(E)}
+        best = {j: (np.inf, 0) for j, (_, m) in enumerate(chunk) if m.phase == "select"}
+        stopped = {j: None for j in best}       # early stop per head, from its own validation curve only
+        gen = [torch.Generator(device=device).manual_seed(m.seed * 7 + 3) for _, m in chunk]   # dropout, per head
+
+        def evaluate(epoch):
+            head.eval()
+            with torch.no_grad():
+                out = head(Xt, Tt).double().cpu().numpy()
+            head.train()
+            y = inverse(out * scale[:, 1:2] + scale[:, 0:1])
+            if clip:
+                y = np.clip(y, 0.0, None)
+            for j, (idx, m) in enumerate(chunk):
+                if m.phase == "select":
+                    if stopped[j] is None and (epoch % config.eval_every == 0 or epoch == m.epochs):
+                        mse = float(np.mean((y[j, m.val] - yraw[m.rows[m.val]]) ** 2))
+                        evals[j][0].append(epoch)
+                        evals[j][1].append(mse)
+                        if mse < best[j][0] - 1e-12:
+                            best[j] = (mse, epoch)
+                        if epoch - best[j][1] >= config.patience or epoch >= m.epochs:
+                            stopped[j] = epoch
+                elif epoch == m.epochs:
+                    preds[idx] = y[j, :len(m.rows)].copy()
+
+        head.train()
+        evaluate(0)
+        for ep in range(1, max_ep + 1):
+            if stopped and all(v is not None for v in stopped.values()):
+                break
+            if ep % 5 == 0:
+                check_canceled(reporter)
+            opt.zero_grad()
+            out = head(Xt, Tt, generator=gen)
+            loss = (((out - Yt) ** 2) * Wt).sum()
+            loss.backward()
+            opt.step()
+            if _needs_eval(ep, chunk, config.eval_every):
+                evaluate(ep)
+            if reporter is not None and ep % 10 == 0:
+                reporter.set_progress(progress[0] + (progress[1] - progress[0]) * (done + ep) / total)
+        done += max_ep + 1
+        for j, (idx, m) in enumerate(chunk):
+            if m.phase == "select":
+                curves[idx] = (np.array(evals[j][0]), np.array(evals[j][1]))
+
+
+def _transform(kind):
+    if kind == "none":
+        return (lambda y: y), (lambda y: y)
+    if kind == "log1p":
+        return np.log1p, (lambda y: np.expm1(np.clip(y, -50, 50)))
+    raise ToptConfigError(f"PromptConfig.target_transform must be none or log1p, got {kind!r}.")
+
+
+def select_members(groups, config: PromptConfig):
+    """Selection heads for each group (k, outer train rows, rows to predict): inner splits x learning rates."""
+    lrs = [config.lr * f for f in config.lr_multipliers]
+    out = []
+    for k, tr, _ in groups:
+        for s, (itr, iva) in enumerate(_inner_splits(len(tr), config.inner_splits, config.inner_val_fraction,
+                                                     config.seed + 7919 * (k + 2))):
+            for li, lr in enumerate(lrs):
+                out.append(Member(k, "select", s, lr, config.epochs, rows=tr, train=itr, val=iva,
+                                  seed=config.seed * 100003 + (k + 2) * 1009 + s * 31 + li))
+    return out
+
+
+def choose(groups, select, curves, config: PromptConfig):
+    """Per group: the (lr, epochs) with the lowest mean inner-validation MSE (ties: fewer epochs)."""
+    chosen = {}
+    for k, _, _ in groups:
+        best = None
+        for lr in [config.lr * f for f in config.lr_multipliers]:
+            idx = [i for i, m in enumerate(select) if m.group == k and m.lr == lr]
+            L = min(len(curves[i][0]) for i in idx)        # the group's own early stop (shortest inner curve)
+            ep = curves[idx[0]][0][:L]
+            mse = np.mean([curves[i][1][:L] for i in idx], axis=0)
+            j = int(np.argmin(mse))
+            if best is None or mse[j] < best[2] - 1e-12 or (abs(mse[j] - best[2]) <= 1e-12 and ep[j] < best[1]):
+                best = (lr, int(ep[j]), float(mse[j]), float(mse[0]))
+        chosen[k] = {"fold": k, "lr": best[0], "epochs": best[1], "val_rmse": float(np.sqrt(best[2])),
+                     "val_rmse_ridge": float(np.sqrt(best[3]))}
+    return chosen
+
+
+def fit_predict(emb: np.ndarray, text: np.ndarray, y: np.ndarray, config: PromptConfig = PromptConfig(),
+                reporter=None, record: list | None = None, device: str = "cpu") -> dict:
+    """Nested-CV out-of-fold predictions + a final head for every region.
+
+    ``emb`` (N, D) region embeddings, ``text`` (N, F, Dt) raw LM vectors per region,
+    ``y`` (N,) with NaN = unknown. Returns a dict with ``oof``, ``predictions``, ``labelled``,
+    ``ridge_oof``, ``folds`` (global row indices), ``chosen`` and ``clip``. ``record`` (a list)
+    gets one dict per trained head: group, phase, inner, lr, rows, train rows, val rows.
+    """
+    from ..evaluate import make_folds
+
+    reporter = ensure_reporter(reporter)
+    emb = np.asarray(emb, dtype=np.float64)
+    text = np.asarray(text, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    n = emb.shape[0]
+    lab = np.where(np.isfinite(y))[0]
+    clip = bool(np.all(y[lab] >= 0))
+    fwd, inv = _transform(config.target_transform)
+    if config.target_transform == "log1p" and not clip:
+        raise ToptDataError("target_transform=log1p needs a target >= 0 but some known values are negative; "
+                            "use target_transform=none.")
+    ytr = np.full(n, np.nan)
+    ytr[lab] = fwd(y[lab])
+    folds = [(lab[a], lab[b]) for a, b in make_folds(len(lab), config.protocol, config.folds)]
+    groups = [(k, tr, te) for k, (tr, te) in enumerate(folds)] + [(-1, lab, np.arange(n))]
+
+    # 1. selection on inner splits of each outer training fold (the outer test rows are not even inputs)
+    select = select_members(groups, config)
+    if record is not None:
+        for m in select:
+            record.append({"group": m.group, "phase": m.phase, "inner": m.inner, "lr": m.lr,
+                           "rows": m.rows.copy(), "train": m.rows[m.train].copy(), "val": m.rows[m.val].copy()})
+    reporter.set_text(f"Prompt4RE: model selection, {len(select)} heads on inner splits "
+                      f"({len(folds)} outer folds + final)")
+    curves, _ = train_members(select, emb, text, ytr, y, inv, clip, config, reporter, (0.0, 70.0),
+                              chunk_seed=1, device=device)
+    chosen = choose(groups, select, curves, config)
+    for k, _, _ in groups:
+        c = chosen[k]
+        where = f"fold {k + 1}/{len(folds)}" if k >= 0 else "final head"
+        reporter.info(f"Prompt4RE {where}: inner validation chose {c['epochs']} epochs at lr {c['lr']:.2g} "
+                      f"(validation RMSE {c['val_rmse']:.4g}; Ridge start {c['val_rmse_ridge']:.4g}).")
+
+    # 2. refit each outer fold on its whole training fold and predict its test fold; final head on all
+    refit = []
+    for k, tr, te in groups:
+        if k >= 0:
+            rows, train_pos = np.concatenate([tr, te]), np.arange(len(tr))
+        else:
+            rows, train_pos = np.arange(n), tr.copy()
+        refit.append(Member(k, "refit", -1, chosen[k]["lr"], chosen[k]["epochs"], rows=rows, train=train_pos,
+                            seed=config.seed * 100003 + (k + 2) * 1009 + 7))
+    if record is not None:
+        for m in refit:
+            record.append({"group": m.group, "phase": m.phase, "inner": -1, "lr": m.lr, "epochs": m.epochs,
+                           "rows": m.rows.copy(), "train": m.rows[m.train].copy(), "val": np.zeros(0, int)})
+    reporter.set_text("Prompt4RE: refitting the chosen heads")
+    _, preds = train_members(refit, emb, text, ytr, y, inv, clip, config, reporter, (70.0, 100.0),
+                             chunk_seed=2, device=device)
+    oof = np.full(n, np.nan)
+    predictions = None
+    for i, (k, tr, te) in enumerate(groups):
+        if k >= 0:
+            oof[te] = preds[i][len(tr):]
+        else:
+            predictions = preds[i]
+    ridge_oof = _ridge_oof(emb, y, folds, config.ridge_alpha, clip)
+    return {"oof": oof, "predictions": predictions, "labelled": np.isfinite(y), "ridge_oof": ridge_oof,
+            "folds": folds, "chosen": [chosen[k] for k, _, _ in groups], "clip": clip}
+
+
+def _ridge_oof(emb, y, folds, alpha, clip):
+    from sklearn.linear_model import Ridge
+
+    oof = np.full(len(y), np.nan)
+    for tr, te in folds:
+        oof[te] = Ridge(alpha=alpha).fit(emb[tr], y[tr]).predict(emb[te])
+    if clip:
+        oof = np.where(np.isfinite(oof), np.clip(oof, 0, None), np.nan)
+    return oof
