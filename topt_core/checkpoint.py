@@ -151,7 +151,11 @@ def load_region_data(folder, fmt: str = "topt-srel"):
     meta = manifest.get("region_data")
     if not meta or REGION_DATA_FILE not in manifest["files"]:
         return None
-    arrays = load_file(str(Path(folder) / REGION_DATA_FILE))
+    try:
+        arrays = load_file(str(Path(folder) / REGION_DATA_FILE))
+    except Exception as exc:    # SafetensorError (not a safetensors file: e.g. a pickle), OSError
+        raise ToptCheckpointError(f"{Path(folder) / REGION_DATA_FILE} is not a readable safetensors file ({exc}); "
+                                  "expected the file written at training time. Save the model again.") from None
     if sorted(arrays) != sorted(meta.get("arrays", [])):
         raise ToptCheckpointError(f"{REGION_DATA_FILE} holds arrays {sorted(arrays)} but the manifest lists "
                                   f"{meta.get('arrays')}; the folder is inconsistent. Save the model again.")
