@@ -53,8 +53,18 @@ def ridge_kfold(emb, y, protocol: str = "hafusion-ny", alpha: float = 1.0, n_spl
 
     emb = np.asarray(emb, dtype=float)
     y = np.asarray(y, dtype=float).reshape(-1)
-    if emb.shape[0] != y.shape[0]:
-        raise ToptDataError(f"{emb.shape[0]} embeddings but {y.shape[0]} targets; expected one target per region.")
+    if emb.ndim != 2 or emb.shape[0] != y.shape[0]:
+        raise ToptDataError(f"{emb.shape[0] if emb.ndim else 0} embeddings but {y.shape[0]} targets; expected one "
+                            "target per region. Use the layer the embeddings were written to.")
+    if not np.isfinite(emb).all():
+        raise ToptDataError("Some embedding values are empty, NaN or infinite; expected finite numbers. Re-run "
+                            "training on these regions or remove those rows.")
+    if not np.isfinite(y).all():
+        raise ToptDataError(f"{int((~np.isfinite(y)).sum())} target value(s) are empty, NaN or infinite; expected "
+                            "numbers. Leave those regions out (they are unknown) or fill them.")
+    if y.size and np.ptp(y) == 0:
+        raise ToptDataError(f"The target has the same value ({y[0]:g}) in every labelled region, so MAE/RMSE/R² "
+                            "say nothing; expected varying values. Choose another target field.")
     oof = np.zeros_like(y)
     for tr, te in make_folds(len(y), protocol, n_splits):
         oof[te] = Ridge(alpha=alpha).fit(emb[tr], y[tr]).predict(emb[te])
