@@ -88,6 +88,6 @@ def assert_refusal(msg, what, expected=True):
     whats = what if isinstance(what, (list, tuple)) else [what]
     assert_clear_message(msg, *whats)
     if expected:
-        assert any(w in msg.lower() for w in ("expected", "needs", "must", "(fields:", "one of", "requested but")), \
+        assert any(w in msg.lower() for w in ("expected", "needs", "must", "(fields:", "one of", "requested but", "at least", "<=")), \
             f"message does not say what was expected: {msg}"
     assert any(w in msg.lower() for w in HOW_WORDS), f"message does not say how to fix it: {msg}"
