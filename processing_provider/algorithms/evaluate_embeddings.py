@@ -129,10 +129,10 @@ class EvaluateEmbeddingsAlgorithm(ToptAlgorithm):
         for name, kind in cols:
             out_fields.append(layers.double_field(name) if kind == "dbl" else (
                 layers.int_field(name) if kind == "int" else QgsField(name, QVariant.String, "string", 80)))
+        layers._check_cancel(feedback)     # before anything is written: a cancel leaves no report behind
         report = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context)
         if report:
             outputs.atomic_text(report, self.report_html(source.sourceName(), names, protocol, alpha, rows, oofs))
-        layers._check_cancel(feedback)
         sink, dest = self.parameterAsSink(parameters, self.OUTPUT, context, out_fields, QgsWkbTypes.NoGeometry,
                                           QgsCoordinateReferenceSystem())
         if sink is None:

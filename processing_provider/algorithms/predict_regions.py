@@ -248,12 +248,15 @@ class PredictRegionsAlgorithm(ToptAlgorithm):
         values = [[float(p), (float(o) if lab else None), int(lab)]
                   for p, o, lab in zip(pr.predictions, pr.oof, labelled)]
         report = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context)
-        if report:
-            outputs.atomic_text(report, self.report_html(source.sourceName(), target_field, pred_name, config,
-                                                         pr, y, emb_names, model_dir, rows is not None))
+        html = (self.report_html(source.sourceName(), target_field, pred_name, config, pr, y, emb_names, model_dir,
+                                 rows is not None) if report else None)
+        # the layer first (its writer checks for cancel before creating anything), the report after, so a
+        # cancel at this stage leaves neither (hostile matrix, issue 6)
         dest = layers.write_sink(self, parameters, context, feedback, self.OUTPUT, features, fields,
                                  [layers.double_field(pred_name), layers.double_field(oof_name),
                                   layers.int_field("is_labelled")], values, source.wkbType(), source.sourceCrs())
+        if report:
+            outputs.atomic_text(report, html)
         outputs.style_on_load(context, dest, pred_name, "graduated")
         feedback.setProgress(100)
         m, r = pr.metrics, pr.ridge_metrics
