@@ -40,11 +40,19 @@ class CancelAfter(LogFeedback):
         self.k, self.stage, self.calls, self.armed = k, stage, 0, stage is None
         self.texts = []
 
+    def _arm(self, text):
+        if self.stage and not self.armed and self.stage.lower() in text.lower():
+            self.armed = True
+            self.armed_by = text
+
     def setProgressText(self, text):  # noqa: N802
         self.texts.append(text)
-        if self.stage and self.stage.lower() in text.lower():
-            self.armed = True
+        self._arm(text)
         super().setProgressText(text)
+
+    def pushInfo(self, info):  # noqa: N802
+        self._arm(info)
+        super().pushInfo(info)
 
     def isCanceled(self):  # noqa: N802
         if not self.armed:
