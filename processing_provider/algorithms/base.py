@@ -204,6 +204,20 @@ class ToptAlgorithm(QgsProcessingAlgorithm):
                     f"{name} ({path}) cannot be written: the folder {anchor} is not writable ({why}); "
                     "expected a writable folder. Choose another output path."))
 
+    def parameterAsSink(self, parameters, name, context, *args, **kwargs):  # noqa: N802
+        """As QGIS, but a missing output folder is created first (OGR cannot create 'new/folder/out.gpkg').
+
+        Called only once all computation is done, so a failed run leaves no new folder behind."""
+        path = local_path(self.parameterAsOutputLayer(parameters, name, context))
+        if path:
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+            except OSError as exc:
+                raise QgsProcessingException(self.tr(
+                    f"{name}: cannot create the folder {os.path.dirname(path)} ({exc.strerror}); expected a "
+                    "writable folder. Choose another output path.")) from None
+        return super().parameterAsSink(parameters, name, context, *args, **kwargs)
+
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         ok, why = self.canExecute()
         if not ok:
