@@ -3,10 +3,13 @@
 Each region gets *facet* sentences, one per available view, using the user's category
 names:
 
-* ``poi``: "Included POIs: 16 educational (2.9%), 31 commercial (5.6%), ... 558 in total."
-* ``landuse``: land-use shares, largest first.
+* ``poi``: "Included POIs: 143 parking (26%), 31 commercial (5.6%), ...; 558 in total (high)."
+  (the 8 largest categories by name, the rest summed as "others")
+* ``landuse``: the 5 largest land-use shares.
 * ``mobility``: outgoing/incoming trips and their rank among all regions (1 = busiest).
 * ``place``: name (if any), area in km², centroid in the layer's metric CRS, neighbour count.
+
+Texts are kept short: the default encoder (MiniLM) truncates at 256 tokens.
 * ``extra``: the user's extra numeric fields.
 
 Counts are followed by a coarse level word ("very high" ... "very low", by quintile among the
@@ -24,7 +27,8 @@ from ..data import RegionData
 
 FACETS = ("poi", "landuse", "mobility", "place", "extra")
 LEVELS = ("very low", "low", "medium", "high", "very high")
-MAX_LISTED = 12          # categories listed by name; the rest are summed as "others"
+MAX_LISTED = 8           # categories listed by name; the rest are summed as "others"
+MAX_LANDUSE = 5
 
 
 def _levels(values: np.ndarray) -> list[str]:
@@ -52,6 +56,11 @@ def _fmt(x: float) -> str:
     return f"{x:.1f}" if abs(x) >= 10 else f"{x:.2f}"
 
 
+def _pct(share: float) -> str:
+    p = 100 * share
+    return f"{p:.0f}%" if p >= 10 else f"{p:.1f}%"
+
+
 def _composition(counts: np.ndarray, names: list, unit: str, total_word: str) -> list[str]:
     counts = np.asarray(counts, dtype=float)
     totals = counts.sum(1)
@@ -64,11 +73,11 @@ def _composition(counts: np.ndarray, names: list, unit: str, total_word: str) ->
             continue
         order = [j for j in np.argsort(-counts[i], kind="stable") if counts[i, j] > 0]
         shown = order[:MAX_LISTED]
-        parts = [f"{_fmt(counts[i, j])} {names[j]} ({100 * counts[i, j] / tot:.1f}%)" for j in shown]
+        parts = [f"{_fmt(counts[i, j])} {names[j]} ({_pct(counts[i, j] / tot)})" for j in shown]
         rest = counts[i, order[MAX_LISTED:]].sum() if len(order) > MAX_LISTED else 0
         if rest > 0:
-            parts.append(f"{_fmt(rest)} others ({100 * rest / tot:.1f}%)")
-        out.append(f"{total_word}: {', '.join(parts)}; {_fmt(tot)} in total ({lvl[i]} among the regions).")
+            parts.append(f"{_fmt(rest)} others ({_pct(rest / tot)})")
+        out.append(f"{total_word}: {', '.join(parts)}; {_fmt(tot)} in total ({lvl[i]}).")
     return out
 
 
@@ -89,9 +98,9 @@ def describe_facets(data: RegionData) -> dict[str, list[str]]:
             if tot[i, 0] <= 0:
                 sent.append("No land use recorded.")
                 continue
-            order = [j for j in np.argsort(-shares[i], kind="stable") if shares[i, j] > 0][:MAX_LISTED]
-            parts = [f"{names[j]} {100 * shares[i, j]:.1f}%" for j in order]
-            sent.append(f"Land use: {', '.join(parts)}; dominant land use is {names[order[0]]}.")
+            order = [j for j in np.argsort(-shares[i], kind="stable") if shares[i, j] > 0][:MAX_LANDUSE]
+            parts = [f"{names[j]} {_pct(shares[i, j])}" for j in order]
+            sent.append(f"Land use: {', '.join(parts)}.")
         facets["landuse"] = sent
     if data.mobility is not None and data.mobility.nnz:
         m = data.mobility
@@ -102,12 +111,10 @@ def describe_facets(data: RegionData) -> dict[str, list[str]]:
         diag = m.diagonal()
         sent = []
         for i in range(n):
-            net = "more arrivals than departures" if in_v[i] > out_v[i] else (
-                "more departures than arrivals" if out_v[i] > in_v[i] else "balanced arrivals and departures")
-            s = (f"Mobility: {_fmt(out_v[i])} trips leave the region ({l_out[i]}, rank {r_out[i]} of {n}) and "
-                 f"{_fmt(in_v[i])} trips arrive ({l_in[i]}, rank {r_in[i]} of {n}); {net}")
+            s = (f"Mobility: {_fmt(out_v[i])} trips out ({l_out[i]}, rank {r_out[i]} of {n}), "
+                 f"{_fmt(in_v[i])} trips in ({l_in[i]}, rank {r_in[i]} of {n})")
             if diag[i] > 0:
-                s += f"; {_fmt(diag[i])} trips stay inside"
+                s += f", {_fmt(diag[i])} within"
             sent.append(s + ".")
         facets["mobility"] = sent
     areas_km2 = np.asarray(data.areas, dtype=float) / 1e6
@@ -127,10 +134,9 @@ def describe_facets(data: RegionData) -> dict[str, list[str]]:
         if data.names is not None and str(data.names[i]).strip():
             name = f"Region {str(data.names[i]).strip()}. "
         x, y = data.centroids[i]
-        s = (f"{name}The region covers {areas_km2[i]:.3f} km2 ({l_area[i]} size); its centroid is at "
-             f"x={x:.0f} m, y={y:.0f} m ({data.crs})")
+        s = f"{name}Area {areas_km2[i]:.2f} km2 ({l_area[i]}), centroid x={x:.0f} m, y={y:.0f} m"
         if deg is not None:
-            s += f"; it touches {deg[i]} neighbouring region{'s' if deg[i] != 1 else ''}"
+            s += f", {deg[i]} neighbouring region{'s' if deg[i] != 1 else ''}"
         place.append(s + ".")
     facets["place"] = place
     if data.extra is not None and np.size(data.extra):

@@ -57,6 +57,21 @@ def _offline_env() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def busy_aware_threads(max_threads: int | None = None) -> int:
+    """CPU threads for torch: all but one core (all on <= 2 cores), fewer when other processes keep
+    cores busy (1-minute load average). On a shared 2-core machine two threads fighting other jobs run
+    2-3x slower than one thread, because torch's threads wait on each other."""
+    n = os.cpu_count() or 1
+    want = int(max_threads) if max_threads else max(1, n - 1 if n > 2 else n)
+    if max_threads:
+        return want
+    try:
+        idle = n - os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return want
+    return max(1, min(want, int(idle + 0.5)))
+
+
 def default_cache_dir(cache_dir=None) -> Path:
     """``cache_dir`` if given, else ``$TOPT_CACHE_DIR``, else ``~/.cache/topt``."""
     if cache_dir:
@@ -192,6 +207,7 @@ class TextEncoder:
         self.vector_dir = self.cache / "vectors" / self.model_key
         self._model = None
         self._tok = None
+        self.threads = None     # CPU threads; None = busy_aware_threads()
         self.loads = 0          # how many times the model was loaded (tests and timings)
         self.last_hits = 0
         self.last_misses = 0
@@ -237,7 +253,6 @@ class TextEncoder:
     def _load(self):
         """Load tokenizer + frozen backbone (monkeypatched in tests to prove cache hits skip it)."""
         _offline_env()
-        from ..device import limit_threads
         torch = _require("torch", "torch")
         _require("transformers", "transformers")
         from transformers import AutoModel, AutoTokenizer
@@ -245,8 +260,6 @@ class TextEncoder:
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
-        if self.device == "cpu":
-            limit_threads()
         tok = AutoTokenizer.from_pretrained(str(self.folder), local_files_only=True)
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
@@ -280,9 +293,18 @@ class TextEncoder:
             self._tok, self._model = self._load()
         import torch
 
+        tok, model = self._tok, self._model
+        prev = torch.get_num_threads()
+        if self.device == "cpu":
+            torch.set_num_threads(busy_aware_threads(self.threads))
+        try:
+            return self._batches(texts, batch_size, reporter, torch, tok, model)
+        finally:
+            torch.set_num_threads(prev)
+
+    def _batches(self, texts, batch_size, reporter, torch, tok, model):
         from ..progress import check_canceled
 
-        tok, model = self._tok, self._model
         # sort by length so padding stays small; results are put back in order
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = [None] * len(texts)

@@ -103,6 +103,7 @@ def run_prompt4re(embeddings: np.ndarray, data: RegionData, target: np.ndarray, 
     names, texts = build_prompt_facets(data, config.task, target_name, config.task_description,
                                        config.use_task_template)
     encoder = get_text_encoder(config.text_encoder, cache_dir=cache_dir, device=dev.device)
+    encoder.threads = config.threads or None
     for w in encoder.warnings:
         reporter.warning(w)
         warnings.append(w)

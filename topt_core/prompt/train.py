@@ -130,15 +130,14 @@ SMALL_WORK = 8_000_000   # below this many activation floats per step, one CPU t
 def _head_threads(members, text, config) -> int:
     """Threads for head training: ``config.threads`` if set; else 1 for small problems, where
     thread synchronisation costs more than it saves (2-10x slower on a busy 2-core machine)."""
-    import os
+    from .encoders import busy_aware_threads
 
     if config.threads:
         return int(config.threads)
     work = len(members) * max(len(m.rows) for m in members) * text.shape[1] * config.heads * config.head_dim
     if work < SMALL_WORK:
         return 1
-    n = os.cpu_count() or 1
-    return max(1, n - 1 if n > 2 else n)
+    return busy_aware_threads()
 
 
 def _train_chunks(members, emb, text, ytr, yraw, inverse, clip, config, reporter, progress, chunk_seed, device,
