@@ -171,6 +171,14 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("cancelled: nothing was written", file=sys.stderr)
         return 130
+    except Exception as exc:   # a bug: one line for the user, the traceback only on request
+        if os.environ.get("TOPT_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
+        print(f"error: unexpected error in topt_core ({type(exc).__name__}: {exc}); nothing was written. "
+              "Re-run with TOPT_DEBUG=1 for the traceback and please report it.", file=sys.stderr)
+        return 2
     result["wall_seconds"] = round(time.time() - t0, 2)
     print(json.dumps(result, indent=2))
     return 0

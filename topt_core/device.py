@@ -71,7 +71,9 @@ def resolve_device(spec: str | None = "auto") -> DeviceChoice:
                 raise ToptConfigError(
                     f"DEVICE={spec} asks for GPU {idx} but only {n} GPU(s) are visible; use cuda:0..cuda:{n - 1}.")
         return DeviceChoice(spec, f"CUDA requested by the {source} ({torch.cuda.get_device_name(0)})")
-    raise ToptConfigError(f"DEVICE={spec!r} is not known; expected one of {', '.join(DEVICE_CHOICES)} or cuda:N.")
+    raise ToptConfigError(f"DEVICE={spec!r} (from the {source}) is not known; expected one of "
+                          f"{', '.join(DEVICE_CHOICES)} or cuda:N. Choose one of those"
+                          + (" or unset TOPT_DEVICE." if source.startswith("TOPT") else "."))
 
 
 def limit_threads(max_threads: int | None = None) -> int:

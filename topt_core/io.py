@@ -147,7 +147,7 @@ def read_region_data(regions, region_id=None, pois=None, poi_category=None, od=N
         parts = parts.reset_index(drop=True)
         region_index = np.full(len(parts), -1, dtype=np.int64)
         if len(parts):
-            pi, ri = sidx.query_bulk(parts, predicate="intersects")
+            pi, ri = (np.asarray(a, dtype=np.int64) for a in sidx.query_bulk(parts, predicate="intersects"))
             order = np.lexsort((ri, pi))          # lowest region row wins, as in the QGIS adapter
             pi, ri = pi[order], ri[order]
             first = np.r_[True, pi[1:] != pi[:-1]] if len(pi) else np.zeros(0, bool)
