@@ -57,6 +57,12 @@ def check_inputs(embeddings, data: RegionData, target, target_name: str, config:
         bad = int((~np.isfinite(emb).all(1)).sum())
         raise ToptDataError(f"{bad} region(s) have NaN or infinite embedding values; expected finite numbers; "
                             "recompute the embeddings or remove those regions.")
+    for what, arr in (("POI counts", data.poi_counts), ("land-use values", data.landuse),
+                      ("numeric description fields", data.extra),
+                      ("OD counts", None if data.mobility is None else data.mobility.data)):
+        if arr is not None and not np.isfinite(np.asarray(arr, dtype=float)).all():
+            raise ToptDataError(f"The region {what} used in the descriptions contain NaN or infinite values; "
+                                "expected finite numbers. Fill those values (e.g. with 0) or leave that field out.")
     y = np.asarray(target, dtype=float).reshape(-1)
     if y.shape[0] != data.n:
         raise ToptDataError(f"Target '{target_name}' has {y.shape[0]} values but there are {data.n} regions; "
