@@ -214,3 +214,22 @@ def test_od_lines_reproduce_the_od_table(sample_data, sample_copy):
     m = layers.mobility_view(source(lines), reg, ctx, fb, count_field="trips")
     np.testing.assert_array_equal(m.toarray(), data.mobility.toarray())
     assert not fb.warnings
+
+
+def test_both_front_doors_give_identical_region_data(sample_data, sample_copy):
+    """QGIS layers (processing_provider.layers) and files (topt_core.io, geopandas) -> the same RegionData."""
+    from topt_core import io
+
+    data, _ = sample_data
+    other, _ = io.read_region_data(uri(sample_copy, "regions"), region_id="region_id",
+                                   pois=uri(sample_copy, "pois"), poi_category="category",
+                                   od=uri(sample_copy, "od"), od_origin="origin_id", od_destination="destination_id",
+                                   od_count="trips", landuse_fields=LU_FIELDS)
+    assert other.region_ids.tolist() == data.region_ids.tolist() and other.crs == data.crs
+    assert other.poi_categories == data.poi_categories and other.landuse_classes == data.landuse_classes
+    np.testing.assert_array_equal(other.poi_counts, data.poi_counts)
+    np.testing.assert_array_equal(other.landuse, data.landuse)
+    np.testing.assert_array_equal(other.mobility.toarray(), data.mobility.toarray())
+    np.testing.assert_array_equal(other.adjacency, data.adjacency)
+    np.testing.assert_allclose(other.centroids, data.centroids, rtol=0, atol=1e-3)
+    np.testing.assert_allclose(other.areas, data.areas, rtol=1e-7)
