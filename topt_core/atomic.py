@@ -20,6 +20,10 @@ def _writable_parent(dest: Path) -> Path:
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        blocker = next((p for p in [parent, *parent.parents] if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise ToptDataError(f"Cannot create the output folder {parent}: {blocker} is a file, not a folder; expected an "
+                                "output inside a folder. Choose another output path.") from None
         raise ToptDataError(f"Cannot create the output folder {parent} ({exc.strerror}); choose another "
                             "output path.") from None
     if not os.access(parent, os.W_OK):

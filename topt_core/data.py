@@ -89,7 +89,8 @@ class RegionData:
                     dups.append(x)
                 seen.add(x)
             raise ToptDataError(f"Region ids must be unique but {len(dups)} are repeated (e.g. {dups[:5]}); "
-                                "choose a unique id field or leave REGION_ID empty to use feature ids.")
+                                "choose a unique id field or leave REGION_ID_FIELD (--region-id) empty to use "
+                                "feature ids.")
         self.region_ids = ids
         self.centroids = _finite_matrix("centroids", self.centroids, (n, 2))
         self.areas = np.asarray(self.areas, dtype=float).reshape(-1)

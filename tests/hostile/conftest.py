@@ -46,8 +46,20 @@ def sha(path) -> str:
         return hashlib.sha256(fh.read()).hexdigest()
 
 
+OBSERVED = []   # (test id, message) of every refusal checked; TOPT_RECORD_REFUSALS=file.json dumps them
+
+
+def pytest_sessionfinish(session, exitstatus):
+    out = os.environ.get("TOPT_RECORD_REFUSALS")
+    if out and OBSERVED:
+        import json
+
+        Path(out).write_text(json.dumps(OBSERVED, indent=1, ensure_ascii=False), encoding="utf-8")
+
+
 def assert_clear_message(msg: str, *must):
     """A user-facing message: no traceback, and says what/expected/how (checked by keywords)."""
+    OBSERVED.append((os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0], msg))
     assert "Traceback" not in msg and 'File "' not in msg, msg
     assert "Unexpected error" not in msg, f"raw exception leaked to the user: {msg}"
     low = msg.lower()

@@ -121,7 +121,7 @@ def test_cli_output_parent_is_a_file(tmp_path):
                 "--embed-dim", "8", "--device", "cpu", "--output", tmp_path / "blocker" / "o.gpkg",
                 "--model-dir", tmp_path / "m")
     msg = _one_error_line(proc)
-    assert_refusal(msg, ("blocker", "output"), expected=False)
+    assert_refusal(msg, ["is a file, not a folder", "blocker"])
     assert not (tmp_path / "m").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
 
