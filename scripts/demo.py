@@ -51,7 +51,7 @@ def main() -> None:
     print("Stage 1 (SREL, topt:train_regions)")
     print(f"  regions      {int(r['REGIONS'])}")
     print(f"  epochs       {int(r['EPOCHS_RUN'])}")
-    print(f"  device       {r['DEVICE']}")
+    print(f"  device       {r['DEVICE']} ({r['DEVICE_REASON']})")
     print(f"  wall time    {t_train:.1f} s (training {float(r['TRAIN_SECONDS']):.1f} s)")
     print(f"  embeddings   {Path(r['OUTPUT']).relative_to(ROOT) if str(r['OUTPUT']).startswith(str(ROOT)) else r['OUTPUT']}")
     print(f"  model        {Path(r['OUTPUT_MODEL']).relative_to(ROOT)}")

@@ -72,6 +72,7 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
     DEVICE_OUT = "DEVICE"
     TRAIN_SECONDS = "TRAIN_SECONDS"
     EMBEDDING_DIM = "EMBEDDING_DIM"
+    DEVICE_REASON = "DEVICE_REASON"
 
     def name(self):
         return "train_regions"
@@ -156,6 +157,7 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
         self.addOutput(QgsProcessingOutputString(self.DEVICE_OUT, self.tr("Device used")))
         self.addOutput(QgsProcessingOutputNumber(self.TRAIN_SECONDS, self.tr("Training time (s)")))
         self.addOutput(QgsProcessingOutputNumber(self.EMBEDDING_DIM, self.tr("Embedding size")))
+        self.addOutput(QgsProcessingOutputString(self.DEVICE_REASON, self.tr("Why this device was chosen")))
 
     # -- parsing -------------------------------------------------------------------------------
 
@@ -238,4 +240,5 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
         feedback.setProgress(100.0)
         return {self.OUTPUT: dest, self.OUTPUT_MODEL: model_dir, self.REGIONS_OUT: data.n,
                 self.EPOCHS_RUN: res.epochs_run, self.DEVICE_OUT: str(res.device.device if res.device else choice.device),
-                self.TRAIN_SECONDS: round(float(res.seconds), 3), self.EMBEDDING_DIM: int(emb.shape[1])}
+                self.TRAIN_SECONDS: round(float(res.seconds), 3), self.EMBEDDING_DIM: int(emb.shape[1]),
+                self.DEVICE_REASON: (res.device or choice).reason}

@@ -50,6 +50,7 @@ def test_train_then_predict_on_sample_through_qgis_process(qgis_process, sample_
     assert "emb_000" in cols and "region_id" in cols and "crime_count" in cols
     assert (model / "config.json").exists() and (model / "model.safetensors").exists()
     assert res["results"]["OUTPUT_MODEL"]
+    assert res["results"]["DEVICE"] == "cpu" and "CPU requested" in res["results"]["DEVICE_REASON"]
 
     pred = tmp_path / "pred.gpkg"
     report = tmp_path / "report.html"
