@@ -72,14 +72,14 @@ class SrelConfig(_ConfigMixin):
     landuse_weight: float = 1.0
     extra_weight: float = 1.0
     feature_weight: float = 0.0         # reconstruct the (preprocessed) input features from the embedding
-    epochs: int = 300
+    epochs: int = 150                   # chosen on the Manhattan benchmark (bench/RESULTS.md)
     lr: float = 2e-3
     weight_decay: float = 5e-4
     patience: int = 50                  # early stop on the self-supervised loss only
     min_delta: float = 1e-4             # relative loss improvement that resets patience
     seed: int = 42
     device: str = "auto"
-    threads: int = 0                    # CPU threads for torch; 0 = all but one core (all on <= 2 cores)
+    threads: int = 0                    # CPU threads for torch; 0 = auto (1 up to 1000 regions, else all but one core)
     attention: str = "dense"            # attention implementation (dense now; sparse later)
     max_dense_regions: int = 20000      # refuse dense attention above this size with advice
 

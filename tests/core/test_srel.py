@@ -164,3 +164,13 @@ def test_importing_srel_package_does_not_import_torch():
     code = "import sys, topt_core, topt_core.srel, topt_core.spatial, topt_core.checkpoint; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_training_restores_caller_thread_count():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        train_srel(tiny_data(n=12), FAST.replace(epochs=2, threads=0))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -1,0 +1,1 @@
+"""Benchmarks against the published region-embedding protocols (not shipped in the plugin)."""
