@@ -137,8 +137,8 @@ class PromptConfig(_ConfigMixin):
     target_transform: str = "none"      # "none" | "log1p" (metrics always in original units)
     folds: int = 10
     protocol: str = "hafusion-ny"       # outer folds: see topt_core.evaluate.make_folds
-    inner_splits: int = 3               # random inner train/validation splits per outer training fold
-    inner_val_fraction: float = 0.2
+    inner_splits: int = 3               # inner K-fold partition of each outer training fold (1 = one hold-out)
+    inner_val_fraction: float = 0.2     # validation share when inner_splits == 1
     seed: int = 2026
     device: str = "auto"
     threads: int = 0                    # CPU threads for torch; 0 = all but one core (all on <= 2 cores)

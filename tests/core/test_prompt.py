@@ -24,18 +24,18 @@ def synthetic_data(n=40, seed=0, with_mobility=True, with_poi=True):
                       adjacency=edges).validate()
 
 
-def synthetic_problem(n=40, F=4, Dt=8, seed=0):
+def synthetic_problem(n=40, F=3, Dt=8, seed=0):
     """Embeddings, per-region text vectors and a target that depends on both (so the head has text to use)."""
     rng = np.random.default_rng(seed)
     emb = rng.normal(size=(n, 12))
     text = rng.normal(size=(n, F, Dt))
     text[:, 0, :] = rng.normal(size=Dt)                       # the task-template facet: the same for every region
-    y = 50 + 10 * emb[:, 0] + 15 * text[:, 1, 0] + 10 * text[:, 2, 1] + rng.normal(0, 1, n)
+    y = 50 + 10 * emb[:, 0] + 20 * text[:, 1, 0] + rng.normal(0, 1, n)
     return emb, text, y
 
 
-FAST = PromptConfig(folds=4, epochs=40, eval_every=5, patience=20, inner_splits=2, text_rank=8, head_dim=8,
-                    device="cpu", seed=7)
+FAST = PromptConfig(folds=4, epochs=60, eval_every=5, patience=30, inner_splits=3, text_rank=8, head_dim=8,
+                    lr=3e-3, device="cpu", seed=7)
 
 
 # ---------------------------------------------------------------- descriptions and templates
@@ -111,8 +111,8 @@ def test_head_learns_from_text_and_beats_ridge():
     from topt_core.evaluate import regression_metrics
     from topt_core.prompt.train import fit_predict
 
-    emb, text, y = synthetic_problem(n=60)
-    out = fit_predict(emb, text, y, FAST.replace(epochs=150, patience=40))
+    emb, text, y = synthetic_problem(n=80)
+    out = fit_predict(emb, text, y, FAST.replace(epochs=200, patience=60))
     prompt = regression_metrics(y, out["oof"])
     ridge = regression_metrics(y, out["ridge_oof"])
     assert any(c["epochs"] > 0 for c in out["chosen"])

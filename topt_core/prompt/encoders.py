@@ -394,9 +394,13 @@ def gguf_to_hf_folder(gguf_path: Path, out_dir: Path) -> Path:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    import contextlib
+    import io
+
     d, f = str(gguf_path.parent), gguf_path.name
-    tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
-    m = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32)
+    with contextlib.redirect_stderr(io.StringIO()):     # the GGUF loader draws its own tqdm bar
+        tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
+        m = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32)
     cfg = m.config
     if hasattr(cfg, "quantization_config"):
         delattr(cfg, "quantization_config")

@@ -5,9 +5,9 @@ Design (one region at a time; nothing mixes rows):
 * Query: the region embedding ``x`` (frozen, standardised with training-fold statistics),
   projected to ``d = heads * head_dim``.
 * Keys/values: ``F`` vectors that belong to the region itself, all produced by the frozen
-  language model from task-conditioned texts: the task template alone, the template + the
-  full description, and the template + each facet sentence (POIs, land use, mobility,
-  place, extra). They are standardised with training-region statistics (LM states are
+  language model: the task template alone, the template + the full description, and each
+  facet sentence of the description (POIs, land use, mobility, place, extra; see
+  ``templates.py``). They are standardised with training-region statistics (LM states are
   anisotropic) and reduced by a training-fold PCA to ``text_rank`` dimensions before the
   learned key/value projections. ``task_tokens`` learned vectors (shared by all regions)
   are appended as extra keys/values: a "nothing relevant" sink that lets attention ignore

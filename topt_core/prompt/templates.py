@@ -7,9 +7,12 @@ description has to fit after the template.
 
 ``build_prompts`` gives the full prompt per region (template + description). The head
 uses several texts per region (``build_prompt_facets``): the template alone, the template
-+ the full description, and the template + each facet sentence (POI, land use, mobility,
-place, extra). ``use_task_template=False`` drops the template (ablation): the texts are then
-the description and facet sentences alone.
++ the full description, and each facet sentence (POI, land use, mobility, place, extra).
+Facet sentences carry no template (``FACETS_WITH_TEMPLATE = False``): they are then the same
+for every task, so their vectors are encoded once and reused from the cache by every task,
+and the first encoding is about 30 % shorter. The task reaches the head through the template
+key and the full prompt. ``use_task_template=False`` drops the template (ablation): the texts
+are then the description and the facet sentences alone.
 """
 from __future__ import annotations
 
@@ -45,6 +48,9 @@ def task_template(task: str, target_name: str = "", task_description: str = "") 
     return text
 
 
+FACETS_WITH_TEMPLATE = False
+
+
 def facet_order(data: RegionData) -> list[str]:
     return [f for f in ("poi", "landuse", "mobility", "place", "extra") if f in describe_facets(data)]
 
@@ -52,7 +58,7 @@ def facet_order(data: RegionData) -> list[str]:
 def build_prompt_facets(data: RegionData, task: str, target_name: str = "", task_description: str = "",
                         use_task_template: bool = True) -> tuple[list[str], list[list[str]]]:
     """(facet names, per-region list of texts). Texts per region, in order:
-    [template], template+full description, template+each facet sentence (template omitted in the ablation)."""
+    [template], template + full description, each facet sentence (template omitted in the ablation)."""
     facets = describe_facets(data)
     order = [f for f in ("poi", "landuse", "mobility", "place", "extra") if f in facets]
     tmpl = task_template(task, target_name, task_description) if use_task_template else ""
@@ -62,7 +68,7 @@ def build_prompt_facets(data: RegionData, task: str, target_name: str = "", task
         full = " ".join(facets[f][i] for f in order)
         texts = [tmpl] if use_task_template else []
         texts.append(_join(tmpl, full))
-        texts += [_join(tmpl, facets[f][i]) for f in order]
+        texts += [_join(tmpl if FACETS_WITH_TEMPLATE else "", facets[f][i]) for f in order]
         out.append(texts)
     return names, out
 

@@ -4,13 +4,14 @@ Protocol
 --------
 * Outer folds: ``topt_core.evaluate.make_folds(n_labelled, config.protocol, config.folds)``
   over the labelled regions in their original order (``hafusion-ny``: KFold(10), no shuffle).
-* Inside each outer training fold, ``config.inner_splits`` random inner splits hold out
-  ``config.inner_val_fraction`` of it. Heads are trained on the inner training part for every
+* Inside each outer training fold, a shuffled ``config.inner_splits``-fold partition gives the
+  inner train/validation splits (``inner_splits=1``: one hold-out of ``inner_val_fraction``). Heads are trained on the inner training part for every
   learning rate in ``config.lr * config.lr_multipliers``; the validation MSE (original units,
   negatives clipped when the target is non-negative) is recorded every ``config.eval_every``
   epochs, epoch 0 (= the Ridge solution) included. A head stops early when its own
-  validation MSE has not improved for ``config.patience`` epochs. The (lr, epochs) pair with
-  the lowest mean validation MSE over the inner splits is chosen (ties: fewer epochs).
+  validation MSE has not improved for ``config.patience`` epochs. (lr, epochs) is chosen by a
+  paired one-standard-error rule against the Ridge start (``choose``): the head only leaves the
+  Ridge solution when the inner splits agree that it helps.
 * Then one head is refit on the whole outer training fold with the chosen lr for the chosen
   number of epochs and predicts the outer test fold.
 * Selection heads never receive the outer test rows at all (their inputs are gathered from
@@ -21,7 +22,9 @@ Protocol
   predicts every region, labelled or not.
 
 Targets: standardised with training-row mean/std (``target_transform="none"``, default) or
-``log1p`` then standardised. Loss: full-batch MSE; optimiser: Adam (``BatchedAdam``).
+``log1p`` then standardised (not recommended: exponentiating extrapolated log predictions gave
+negative R² on Manhattan). Loss: full-batch MSE + the Ridge penalty on the linear part (so the
+Ridge start is a stationary point of it); optimiser: Adam (``BatchedAdam``).
 Determinism: all randomness comes from per-head generators seeded from ``config.seed`` (initial
 weights and dropout masks), so the same inputs give identical outputs on the CPU; a head's random draws do not depend on which other
 heads share its batch (results then agree up to floating-point summation order).
@@ -55,13 +58,17 @@ class Member:
 
 
 def _inner_splits(n: int, n_splits: int, frac: float, seed: int):
-    """Positions (train, val) of ``n_splits`` random hold-outs of ``frac`` of ``n`` rows."""
-    n_val = int(min(max(1, round(frac * n)), n - 2))
-    out = []
-    for s in range(n_splits):
-        perm = np.random.default_rng([seed, s]).permutation(n)
-        out.append((np.sort(perm[n_val:]), np.sort(perm[:n_val])))
-    return out
+    """Positions (train, val) inside an outer training fold of ``n`` rows.
+
+    ``n_splits >= 2``: a shuffled ``n_splits``-fold partition (every row validated once; ``frac`` unused);
+    ``n_splits == 1``: one random hold-out of ``frac`` of the rows."""
+    perm = np.random.default_rng(seed).permutation(n)
+    if n_splits == 1:
+        n_val = int(min(max(1, round(frac * n)), n - 2))
+        return [(np.sort(perm[n_val:]), np.sort(perm[:n_val]))]
+    k = min(n_splits, n // 2)
+    parts = np.array_split(perm, k)
+    return [(np.sort(np.concatenate(parts[:i] + parts[i + 1:])), np.sort(parts[i])) for i in range(k)]
 
 
 def _prep_member(m: Member, emb, text, ytr, alpha, rank):
@@ -96,7 +103,11 @@ def _prep_member(m: Member, emb, text, ytr, alpha, rank):
     w = ridge.coef_.reshape(-1)
     wx = w * sd / ys
     b = (float(ridge.intercept_) + float(mu @ w) - ym) / ys
-    return xs.astype(np.float32), t.astype(np.float32), ym, ys, wx.astype(np.float32), np.float32(b)
+    # Ridge penalty alpha*|w|^2 / n in the head's units (w = wx * ys / sd): with it the linear part's
+    # gradient is exactly 0 at the Ridge solution, so training cannot drift towards least squares.
+    pen = (alpha / len(tr)) / (sd ** 2)
+    return (xs.astype(np.float32), t.astype(np.float32), ym, ys, wx.astype(np.float32), np.float32(b),
+            pen.astype(np.float32))
 
 
 def _needs_eval(ep, chunk, every):
@@ -164,12 +175,13 @@ def _train_chunks(members, emb, text, ytr, yraw, inverse, clip, config, reporter
         T = np.zeros((E, R, Fn, r), np.float32)
         Y = np.zeros((E, R), np.float32)
         W = np.zeros((E, R), np.float32)
-        for j, ((_, m), (xs, t, ym, ys, _, _)) in enumerate(zip(chunk, prepped)):
+        for j, ((_, m), (xs, t, ym, ys, *_)) in enumerate(zip(chunk, prepped)):
             n = len(m.rows)
             X[j, :n], T[j, :n] = xs, t
             Y[j, m.train] = (ytr[m.rows[m.train]] - ym) / ys
             W[j, m.train] = 1.0 / len(m.train)
         scale = np.array([[p[2], p[3]] for p in prepped], np.float64)       # (E, 2): target mean, std
+        P = torch.from_numpy(np.stack([p[6] for p in prepped])).to(device)  # (E, D) ridge penalty weights
         head = EnsembleHead(E, emb.shape[1], r, config.heads, config.head_dim, config.task_tokens,
                             config.dropout, seeds=[m.seed for _, m in chunk],
                             final_w_x=np.stack([p[4] for p in prepped]),
@@ -213,7 +225,7 @@ def _train_chunks(members, emb, text, ytr, yraw, inverse, clip, config, reporter
                 check_canceled(reporter)
             opt.zero_grad()
             out = head(Xt, Tt, generator=gen)
-            loss = (((out - Yt) ** 2) * Wt).sum()
+            loss = (((out - Yt) ** 2) * Wt).sum() + (P * head.wx ** 2).sum()
             loss.backward()
             opt.step()
             if _needs_eval(ep, chunk, config.eval_every):
@@ -248,20 +260,31 @@ def select_members(groups, config: PromptConfig):
 
 
 def choose(groups, select, curves, config: PromptConfig):
-    """Per group: the (lr, epochs) with the lowest mean inner-validation MSE (ties: fewer epochs)."""
+    """Per group: (lr, epochs) by a paired one-standard-error rule on the inner validation MSE.
+
+    For every candidate, d_s(e) = mse_s(e) - mse_s(0) on inner split s (0 epochs = the Ridge start).
+    The best candidate minimises mean_s d(e); the chosen one is the fewest epochs whose mean d is within
+    one standard error (of the best candidate's d_s) of the best, so the head leaves the Ridge solution
+    only when the inner splits agree that it helps.
+    """
     chosen = {}
     for k, _, _ in groups:
-        best = None
+        cands = []                                       # (mean d, epochs, lr, se, mean mse, mean mse at 0)
         for lr in [config.lr * f for f in config.lr_multipliers]:
             idx = [i for i, m in enumerate(select) if m.group == k and m.lr == lr]
-            L = min(len(curves[i][0]) for i in idx)        # the group's own early stop (shortest inner curve)
+            L = min(len(curves[i][0]) for i in idx)     # the group's own early stop (shortest inner curve)
             ep = curves[idx[0]][0][:L]
-            mse = np.mean([curves[i][1][:L] for i in idx], axis=0)
-            j = int(np.argmin(mse))
-            if best is None or mse[j] < best[2] - 1e-12 or (abs(mse[j] - best[2]) <= 1e-12 and ep[j] < best[1]):
-                best = (lr, int(ep[j]), float(mse[j]), float(mse[0]))
-        chosen[k] = {"fold": k, "lr": best[0], "epochs": best[1], "val_rmse": float(np.sqrt(best[2])),
-                     "val_rmse_ridge": float(np.sqrt(best[3]))}
+            mse = np.array([curves[i][1][:L] for i in idx])          # (splits, L)
+            d = mse - mse[:, :1]
+            se = d.std(0, ddof=1) / np.sqrt(len(idx)) if len(idx) > 1 else np.zeros(L)
+            for j in range(L):
+                cands.append((float(d[:, j].mean()), int(ep[j]), lr, float(se[j]), float(mse[:, j].mean()),
+                              float(mse[:, 0].mean())))
+        best = min(cands, key=lambda c: (c[0], c[1]))
+        limit = best[0] + best[3]
+        pick = min((c for c in cands if c[0] <= limit + 1e-12), key=lambda c: (c[1], c[0]))
+        chosen[k] = {"fold": k, "lr": pick[2], "epochs": pick[1], "val_rmse": float(np.sqrt(pick[4])),
+                     "val_rmse_ridge": float(np.sqrt(pick[5])), "best_epochs": best[1]}
     return chosen
 
 
