@@ -119,7 +119,8 @@ class ToptAlgorithm(QgsProcessingAlgorithm):
         path = os.path.join(HELP_DIR, f"{self.name()}.html")
         if os.path.exists(path):
             with open(path, encoding="utf-8") as fh:
-                return fh.read()
+                # the help panel turns every newline into a line break: HTML wraps itself
+                return " ".join(fh.read().split("\n"))
         return self.shortDescription() or ""
 
     def helpUrl(self):  # noqa: N802
