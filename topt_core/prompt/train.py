@@ -272,6 +272,8 @@ def choose(groups, select, curves, config: PromptConfig):
         cands = []                                       # (mean d, epochs, lr, se, mean mse, mean mse at 0)
         for lr in [config.lr * f for f in config.lr_multipliers]:
             idx = [i for i, m in enumerate(select) if m.group == k and m.lr == lr]
+            if not idx:
+                continue
             L = min(len(curves[i][0]) for i in idx)     # the group's own early stop (shortest inner curve)
             ep = curves[idx[0]][0][:L]
             mse = np.array([curves[i][1][:L] for i in idx])          # (splits, L)
@@ -280,8 +282,13 @@ def choose(groups, select, curves, config: PromptConfig):
             for j in range(L):
                 cands.append((float(d[:, j].mean()), int(ep[j]), lr, float(se[j]), float(mse[:, j].mean()),
                               float(mse[:, 0].mean())))
+        cands = [c for c in cands if np.isfinite(c[0])]  # an empty inner validation split scores NaN
+        if not cands:                                    # no usable validation curve: stay at the Ridge start
+            chosen[k] = {"fold": k, "lr": config.lr, "epochs": 0, "val_rmse": float("nan"),
+                         "val_rmse_ridge": float("nan"), "best_epochs": 0}
+            continue
         best = min(cands, key=lambda c: (c[0], c[1]))
-        limit = best[0] + best[3]
+        limit = best[0] + (best[3] if np.isfinite(best[3]) else 0.0)
         pick = min((c for c in cands if c[0] <= limit + 1e-12), key=lambda c: (c[1], c[0]))
         chosen[k] = {"fold": k, "lr": pick[2], "epochs": pick[1], "val_rmse": float(np.sqrt(pick[4])),
                      "val_rmse_ridge": float(np.sqrt(pick[5])), "best_epochs": best[1]}
