@@ -17,6 +17,17 @@ if not (PLUGINS / "topt").exists():
 if str(PLUGINS) not in sys.path:
     sys.path.insert(0, str(PLUGINS))
 os.environ.setdefault("PROJ_DATA", "/usr/share/proj")
+
+# Property tests explore new inputs on developer runs, but CI must be reproducible:
+# with CI set, hypothesis uses a fixed derandomised search.
+try:
+    from hypothesis import settings as _hyp_settings
+
+    _hyp_settings.register_profile("ci", derandomize=True, print_blob=True)
+    if os.environ.get("CI"):
+        _hyp_settings.load_profile("ci")
+except ImportError:  # hypothesis is a test dependency; the core tests run without it
+    pass
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
