@@ -1,6 +1,6 @@
 """SREL on Manhattan-180 under the honest HAFusion-NY protocol.
 
-    .venv/bin/python -m bench.manhattan --seeds 5 --json OUT.json [--quick]
+    .venv/bin/python -m bench.manhattan --seeds 5 --json OUT.json [--quick] [--prompt4re]
 
 Trains SREL once per seed (labels never seen), evaluates the frozen embedding
 with Ridge(alpha=1), KFold(10) no shuffle (``ridge_kfold(..., "hafusion-ny")``)
@@ -58,12 +58,15 @@ def evaluate(emb, data) -> dict:
     return {key: ridge_kfold(emb, data.targets[key], "hafusion-ny")[0] for key, _ in TASKS}
 
 
-def run_config(data, config, seeds, label, log) -> dict:
+def run_config(data, config, seeds, label, log, keep=None) -> dict:
+    """Train one config per seed and evaluate; ``keep`` (a dict) receives seed -> embeddings."""
     from topt_core.srel import train_srel
 
     runs, secs, epochs = [], [], []
     for seed in seeds:
         r = train_srel(data, config.replace(seed=seed))
+        if keep is not None:
+            keep[seed] = r.embeddings
         runs.append(evaluate(r.embeddings, data))
         secs.append(r.seconds)
         epochs.append(r.epochs_run)
@@ -102,6 +105,9 @@ def main(argv=None) -> int:
     p.add_argument("--mobility", default="mob-adj", choices=("mob-adj", "mob_dist"))
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                    help="override an SrelConfig default, e.g. --set epochs=200")
+    p.add_argument("--prompt4re", action="store_true",
+                   help="also run stage 2 (Prompt4RE) on each seed's SREL embeddings (bench/prompt4re.py)")
+    p.add_argument("--encoders", default="MiniLM,SmolLM2", help="with --prompt4re: text encoders to compare")
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from topt_core.benchmark import load_manhattan
@@ -117,7 +123,8 @@ def main(argv=None) -> int:
     load_before = os.getloadavg()
     log(f"SREL on Manhattan-180 ({args.mobility}), seeds {seeds}, load {load_before}")
     t0 = time.time()
-    srel = run_config(data, config, seeds, "SREL", log)
+    embeddings = {}
+    srel = run_config(data, config, seeds, "SREL", log, keep=embeddings)
     raw = evaluate(raw_features(data), data)
     results = {"srel": srel, "train_seconds": srel["train_seconds"], "raw_ridge": raw,
                "config": config.to_dict(), "seeds": seeds, "mobility_file": args.mobility,
@@ -131,6 +138,22 @@ def main(argv=None) -> int:
             for name, views in SINGLE_VIEWS.items():
                 sub = load_manhattan(args.data, mobility=args.mobility, views=views)
                 results["ablations"][name] = run_config(sub, config, seeds, name, log)
+    if args.prompt4re:
+        from bench import prompt4re
+
+        encoders = tuple(e for e in args.encoders.split(",") if e)
+        per_seed = prompt4re.run(embeddings, data, encoders=encoders, log=log)
+        summ = prompt4re.summarise(per_seed)
+        best = {}
+        for task, methods in summ.items():
+            name = max((m for m in methods if m.startswith("Prompt4RE") and "no task" not in m),
+                       key=lambda m: methods[m]["r2"][0])
+            best[task] = {k: methods[name][k][0] for k in ("mae", "rmse", "r2")}
+            best[task].update({k + "_std": methods[name][k][1] for k in ("mae", "rmse", "r2")})
+            best[task]["method"] = name
+        results["prompt4re"] = best
+        results["prompt4re_all"] = summ
+        prompt_table = prompt4re.markdown(summ)
     results["peak_rss_mb"] = peak_rss_mb()
     results["wall_seconds_total"] = time.time() - t0
     results["loadavg_before"] = list(load_before)
@@ -151,6 +174,9 @@ def main(argv=None) -> int:
     print(f"\ntraining wall time per seed: {srel['train_seconds']:.1f} ± {srel['train_seconds_std']:.1f} s "
           f"({srel['epochs']:.0f} epochs); peak RSS {results['peak_rss_mb']:.0f} MB; "
           f"load {load_before[0]:.2f} -> {results['loadavg_after'][0]:.2f}")
+    if args.prompt4re:
+        print("\nPrompt4RE on the SREL embeddings above (same folds; best encoder per task in the JSON):\n")
+        print(prompt_table)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0
