@@ -14,7 +14,7 @@ else
   case ":${QGIS_PLUGINPATH:-}:" in *":$TOPT_ROOT/.qgis-plugins:"*) ;;
     *) export QGIS_PLUGINPATH="$TOPT_ROOT/.qgis-plugins${QGIS_PLUGINPATH:+:$QGIS_PLUGINPATH}";; esac
 fi
-if [ -x "$TOPT_ROOT/.venv/bin/python" ]; then
+if [ -x "$TOPT_ROOT/.venv/bin/python" ] && [ -z "${TOPT_NO_VENV:-}" ]; then
   _site=$("$TOPT_ROOT/.venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   case ":${PYTHONPATH:-}:" in *":$_site:"*) ;; *) export PYTHONPATH="$_site${PYTHONPATH:+:$PYTHONPATH}";; esac
 fi

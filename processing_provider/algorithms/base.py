@@ -94,8 +94,8 @@ class ToptAlgorithm(QgsProcessingAlgorithm):
             cls.execute = hook
             delattr(cls, "run")
 
-    #: import names this algorithm needs beyond the defaults
-    extra_dependencies = ()
+    #: import names this algorithm needs (keys of RUNTIME_DEPS or pip-named modules)
+    dependencies = tuple(RUNTIME_DEPS)
 
     def tr(self, text):
         return QCoreApplication.translate("topt", text)
@@ -127,7 +127,7 @@ class ToptAlgorithm(QgsProcessingAlgorithm):
         return "https://github.com/topt-qgis/topt#readme"
 
     def canExecute(self):  # noqa: N802
-        missing = missing_dependencies(tuple(RUNTIME_DEPS) + tuple(self.extra_dependencies))
+        missing = missing_dependencies(self.dependencies)
         if missing:
             return False, self.tr(f"Missing Python packages: {', '.join(missing)}; {install_hint(missing)}.")
         return True, ""

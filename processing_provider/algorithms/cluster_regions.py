@@ -22,7 +22,7 @@ class ClusterRegionsAlgorithm(ToptAlgorithm):
     INERTIA = "INERTIA"
     CLUSTERS = "CLUSTERS"
 
-    extra_dependencies = ()
+    dependencies = ("sklearn", "scipy")   # no torch needed
 
     def name(self):
         return "cluster_regions"
@@ -32,14 +32,6 @@ class ClusterRegionsAlgorithm(ToptAlgorithm):
 
     def shortDescription(self):  # noqa: N802
         return self.tr("Groups regions with similar embeddings into K clusters (a 'cluster' field).")
-
-    def canExecute(self):  # noqa: N802
-        from .base import install_hint, missing_dependencies
-
-        missing = missing_dependencies(("sklearn", "scipy"))
-        if missing:
-            return False, self.tr(f"Missing Python packages: {', '.join(missing)}; {install_hint(missing)}.")
-        return True, ""
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterFeatureSource(self.INPUT, self.tr("Layer with embeddings"),

@@ -17,6 +17,7 @@ PROTOCOL_NAMES = tuple(PROTOCOLS)
 
 
 class EvaluateEmbeddingsAlgorithm(ToptAlgorithm):
+    dependencies = ("sklearn", "scipy")   # no torch needed
     INPUT = "INPUT"
     EMBEDDING_FIELDS = "EMBEDDING_FIELDS"
     TARGET_FIELDS = "TARGET_FIELDS"
@@ -36,14 +37,6 @@ class EvaluateEmbeddingsAlgorithm(ToptAlgorithm):
     def shortDescription(self):  # noqa: N802
         return self.tr("Scores embedding fields with the literature's protocols: Ridge k-fold MAE/RMSE/R² per "
                        "target, and KMeans NMI/ARI against reference labels.")
-
-    def canExecute(self):  # noqa: N802
-        from .base import install_hint, missing_dependencies
-
-        missing = missing_dependencies(("sklearn", "scipy"))
-        if missing:
-            return False, self.tr(f"Missing Python packages: {', '.join(missing)}; {install_hint(missing)}.")
-        return True, ""
 
     def initAlgorithm(self, config=None):  # noqa: N802
         F = QgsProcessingParameterField

@@ -16,7 +16,7 @@ from topt_core.evaluate import PROTOCOLS
 
 from .. import layers, outputs
 from ..feedback import FeedbackReporter
-from .base import ToptAlgorithm
+from .base import RUNTIME_DEPS, ToptAlgorithm
 from .train_regions import DEVICES, advanced, enum_param
 
 DEFAULTS = PromptConfig()
@@ -49,7 +49,7 @@ class PredictRegionsAlgorithm(ToptAlgorithm):
     LABELLED = "LABELLED"
     PRED_FIELD = "PRED_FIELD"
 
-    extra_dependencies = ("transformers",)
+    dependencies = tuple(RUNTIME_DEPS) + ("transformers",)
 
     def name(self):
         return "predict_regions"

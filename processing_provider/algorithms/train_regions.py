@@ -64,6 +64,7 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
     THREADS = "THREADS"
     DEVICE = "DEVICE"
     SEED = "SEED"
+    RESTARTS = "RESTARTS"
     OUTPUT = "OUTPUT"
     OUTPUT_MODEL = "OUTPUT_MODEL"
     # numeric/string outputs
@@ -149,6 +150,8 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
                                      d.threads, minValue=0, maxValue=1024)))
         self.addParameter(enum_param(self.DEVICE, self.tr("Device"), DEVICES, d.device))
         self.addParameter(N(self.SEED, self.tr("Random seed"), N.Integer, d.seed, minValue=0))
+        self.addParameter(advanced(N(self.RESTARTS, self.tr("Restarts (independent trainings combined)"), N.Integer,
+                                     d.restarts, minValue=1, maxValue=32)))
         self.addParameter(QgsProcessingParameterFeatureSink(self.OUTPUT, self.tr("Region embeddings"),
                                                             QgsProcessing.TypeVectorPolygon))
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_MODEL, self.tr("Model folder")))
@@ -172,7 +175,7 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
             neighbours=self.parameterAsEnumString(parameters, self.NEIGHBOURS, context), knn=i(self.KNN),
             epochs=i(self.EPOCHS), lr=f(self.LEARNING_RATE), weight_decay=f(self.WEIGHT_DECAY),
             patience=i(self.PATIENCE), threads=i(self.THREADS), seed=i(self.SEED),
-            device=self.parameterAsEnumString(parameters, self.DEVICE, context))
+            restarts=i(self.RESTARTS), device=self.parameterAsEnumString(parameters, self.DEVICE, context))
 
     def view_inputs(self, parameters, context) -> layers.ViewInputs:
         s = lambda k: self.parameterAsString(parameters, k, context)  # noqa: E731

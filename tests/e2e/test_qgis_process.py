@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-from .conftest import ROOT, QgisProcess
+from .conftest import ROOT, SAMPLE, QgisProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -91,3 +91,16 @@ def test_plugin_zip_installs_and_loads(tmp_path):
     out = qp("list").stdout
     for alg in ALGORITHMS:
         assert alg in out
+
+
+def test_provider_loads_without_the_venv_and_names_what_is_missing(tmp_path):
+    """QGIS's own Python has no torch: `list` still works, `run` refuses with the install command."""
+    qp = QgisProcess(tmp_path / "profile")
+    qp.env.pop("PYTHONPATH", None)
+    qp.env["TOPT_NO_VENV"] = "1"                  # scripts/env.sh then leaves the project venv out
+    out = qp("list").stdout
+    assert "topt:train_regions" in out
+    proc = qp("run", "topt:train_regions", "--", f"REGIONS={SAMPLE}|layername=regions", "LANDUSE_FIELDS=lu_00",
+              f"OUTPUT={tmp_path / 'o.gpkg'}", f"OUTPUT_MODEL={tmp_path / 'm'}", check=False)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "Missing Python packages" in text and "pip install" in text and "torch" in text
