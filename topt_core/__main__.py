@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--spatial-bias", choices=("gaussian", "bucket", "none"), default=d.spatial_bias)
     t.add_argument("--no-centrality", action="store_true")
     t.add_argument("--seed", type=int, default=d.seed)
+    t.add_argument("--restarts", type=int, default=d.restarts,
+                   help="independent trainings combined into one embedding (1 = a single model)")
     t.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
     t.add_argument("--output", required=True, help="output file (.gpkg) with the region fields + emb_000…")
     t.add_argument("--model-dir", required=True, help="folder to save the model in")
@@ -92,7 +94,7 @@ def _train(a, reporter) -> dict:
         landuse_class=a.landuse_class, landuse_fields=_split(a.landuse_fields), distance_crs=a.distance_crs,
         reporter=reporter)
     cfg = SrelConfig(epochs=a.epochs, embed_dim=a.embed_dim, spatial_bias=a.spatial_bias,
-                     centrality=not a.no_centrality, seed=a.seed, device=a.device)
+                     centrality=not a.no_centrality, seed=a.seed, restarts=a.restarts, device=a.device)
     res = train_srel(data, cfg, reporter)
     emb_cols = {f"emb_{i:03d}": res.embeddings[:, i] for i in range(res.embeddings.shape[1])}
     with atomic_folder(a.model_dir) as tmp:       # model and layer both, or neither

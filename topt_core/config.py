@@ -78,6 +78,7 @@ class SrelConfig(_ConfigMixin):
     patience: int = 50                  # early stop on the self-supervised loss only
     min_delta: float = 1e-4             # relative loss improvement that resets patience
     seed: int = 42
+    restarts: int = 4                   # independent trainings (seeds from `seed`), embeddings concatenated, PCA to embed_dim
     device: str = "auto"
     threads: int = 0                    # CPU threads for torch; 0 = auto (1 up to 1000 regions, else all but one core)
     attention: str = "dense"            # attention implementation (dense now; sparse later)
@@ -111,6 +112,7 @@ class SrelConfig(_ConfigMixin):
         _check(self.patience >= 1, f"SrelConfig.patience must be >= 1, got {self.patience}.")
         _check(self.min_delta >= 0, f"SrelConfig.min_delta must be >= 0, got {self.min_delta}.")
         _check(self.threads >= 0, f"SrelConfig.threads must be >= 0, got {self.threads}.")
+        _check(1 <= self.restarts <= 32, f"SrelConfig.restarts must be in 1..32, got {self.restarts}.")
         _check(self.max_dense_regions >= 2, f"SrelConfig.max_dense_regions must be >= 2, got {self.max_dense_regions}.")
 
 

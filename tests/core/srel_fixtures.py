@@ -5,7 +5,8 @@ import scipy.sparse as sp
 from topt_core.config import SrelConfig
 from topt_core.data import RegionData
 
-FAST = SrelConfig(epochs=6, hidden_dim=16, embed_dim=8, heads=2, layers=1, device="cpu", threads=1)
+FAST = SrelConfig(epochs=6, hidden_dim=16, embed_dim=8, heads=2, layers=1, device="cpu", threads=1,
+                  restarts=1)  # the single-model path; restart ensembles: test_srel_restarts.py
 
 
 def tiny_data(n=24, views=("poi", "landuse", "mobility", "extra"), seed=0, targets=True, adjacency=True):

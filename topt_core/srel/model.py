@@ -120,6 +120,66 @@ class SrelModel(nn.Module):
         return self.out(self.norm(x))
 
 
+class SrelEnsemble(nn.Module):
+    """``config.restarts`` SREL models trained independently (label-free) on the same data.
+
+    The embedding concatenates the members' outputs, projects it on the top
+    ``embed_dim`` principal axes of the training embeddings (mean and axes
+    stored as buffers, so the projection travels in ``model.safetensors``) and
+    divides by sqrt(restarts) so its scale matches one model's. Rows beyond the
+    rank of the training embeddings are zero.
+    """
+
+    def __init__(self, config: SrelConfig, schema: dict, stats: dict | None = None, members=None):
+        super().__init__()
+        self.config, self.schema = config, dict(schema)
+        member = config.replace(restarts=1)
+        if members is None:
+            members = [SrelModel(member, schema, stats) for _ in range(config.restarts)]
+        if len(members) != config.restarts:
+            raise ValueError(f"{len(members)} members for restarts={config.restarts}")
+        self.members = nn.ModuleList(members)
+        width = config.restarts * config.embed_dim
+        self.register_buffer("pca_mean", torch.zeros(width))
+        self.register_buffer("pca_components", torch.zeros(config.embed_dim, width))
+
+    @property
+    def views(self):
+        return self.members[0].views
+
+    @property
+    def mobility_bias(self):
+        return self.members[0].mobility_bias
+
+    def stats(self) -> dict:
+        return self.members[0].stats()
+
+    def concat(self, inp: dict) -> torch.Tensor:
+        return torch.cat([m(inp) for m in self.members], dim=1)
+
+    def fit_projection(self, z: np.ndarray) -> None:
+        """Fit the PCA on the concatenated training embeddings ``z`` (N x restarts*embed_dim); no labels."""
+        z = np.asarray(z, dtype=np.float64)
+        mean = z.mean(0)
+        _, _, vt = np.linalg.svd(z - mean, full_matrices=False)
+        k = min(self.config.embed_dim, vt.shape[0])
+        comps = np.zeros((self.config.embed_dim, z.shape[1]))
+        comps[:k] = vt[:k]
+        signs = np.sign(comps[np.arange(len(comps)), np.abs(comps).argmax(1)])   # deterministic signs
+        comps *= np.where(signs == 0, 1.0, signs)[:, None]
+        self.pca_mean.copy_(torch.from_numpy(mean.astype(np.float32)))
+        self.pca_components.copy_(torch.from_numpy(comps.astype(np.float32)))
+
+    def forward(self, inp: dict) -> torch.Tensor:
+        z = self.concat(inp) - self.pca_mean
+        return (z @ self.pca_components.T) / float(np.sqrt(self.config.restarts))
+
+
+def build_model(config: SrelConfig, schema: dict, stats: dict | None = None):
+    """``SrelModel`` for restarts=1 (unchanged format), else ``SrelEnsemble``."""
+    return SrelModel(config, schema, stats) if config.restarts == 1 else SrelEnsemble(config, schema, stats)
+
+
 # -- building inputs ----------------------------------------------------------------------------
 
 def input_schema(data, config: SrelConfig) -> dict:
@@ -184,7 +244,7 @@ def fit_preprocessing(data, config: SrelConfig) -> dict:
     return stats
 
 
-def prepare_inputs(model: SrelModel, data, device="cpu") -> dict:
+def prepare_inputs(model, data, device="cpu") -> dict:
     """RegionData -> dict of tensors for ``model.forward`` (uses the model's stored statistics)."""
     cfg = model.config
     stats = model.stats()
@@ -222,4 +282,6 @@ def estimate_dense_memory(n_regions: int, config: SrelConfig) -> int:
     rows = 4 * n * 2 * n * 3 if c.mobility_features == "rows" else 0
     nodes = 4 * n * (c.hidden_dim * (8 + 6 * c.layers) + c.embed_dim * 12)
     params = 4 * 3 * (c.hidden_dim * c.hidden_dim * (4 + 12 * c.layers) + c.embed_dim * c.embed_dim * 6)
-    return int(attn + pair + rows + nodes + params + 200 * 2 ** 20)
+    # restarts train one after another: only the finished members' weights and outputs add up
+    kept = (c.restarts - 1) * (params // 3 + 4 * n * c.embed_dim * 2)
+    return int(attn + pair + rows + nodes + params + kept + 200 * 2 ** 20)

@@ -21,7 +21,8 @@ from ..device import DeviceChoice, limit_threads, resolve_device
 from ..errors import ToptCheckpointError, ToptConfigError, ToptResourceError
 from ..progress import check_canceled, ensure_reporter
 from .losses import build_targets, srel_loss
-from .model import SrelModel, estimate_dense_memory, fit_preprocessing, input_schema, check_schema, prepare_inputs
+from .model import (SrelEnsemble, SrelModel, build_model, check_schema, estimate_dense_memory, fit_preprocessing,
+                    input_schema, prepare_inputs)
 
 FORMAT = "topt-srel"
 WEIGHTS_FILE = "model.safetensors"
@@ -30,12 +31,13 @@ WEIGHTS_FILE = "model.safetensors"
 @dataclass
 class SrelResult:
     embeddings: np.ndarray
-    model: SrelModel
-    history: list = field(default_factory=list)
+    model: SrelModel | SrelEnsemble
+    history: list = field(default_factory=list)         # loss per epoch of the first restart
     device: DeviceChoice | None = None
-    epochs_run: int = 0
+    epochs_run: int = 0                                 # epochs of the longest restart
     seconds: float = 0.0
     stopped_early: bool = False
+    histories: list = field(default_factory=list)       # one loss list per restart
 
 
 # -- memory --------------------------------------------------------------------------------------
@@ -139,60 +141,101 @@ class _Threads:
 
 # -- training ------------------------------------------------------------------------------------
 
+def member_seed(seed: int, k: int) -> int:
+    """Seed of restart ``k``: the config's seed for the first, a SeedSequence draw for the others."""
+    if k == 0:
+        return seed
+    return int(np.random.SeedSequence([int(seed) % 2 ** 32, k]).generate_state(1)[0])
+
+
+def _train_member(model, inputs, targets, config: SrelConfig, reporter, k: int):
+    """One self-supervised training run; returns (history, epochs, stopped)."""
+    K, tag = config.restarts, (f"SREL restart {k + 1}/{config.restarts}" if config.restarts > 1 else "SREL")
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    history, best, best_state, wait, stopped = [], float("inf"), None, 0, False
+    epoch = 0
+    for epoch in range(1, config.epochs + 1):
+        check_canceled(reporter)
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        loss, _ = srel_loss(model, model(inputs), targets)
+        if not torch.isfinite(loss):
+            raise ToptConfigError(f"SREL training diverged at epoch {epoch} (loss {float(loss)}); "
+                                  f"expected a finite loss. Lower the learning rate (now {config.lr}).")
+        loss.backward()
+        opt.step()
+        value = float(loss.detach())
+        history.append(value)
+        if value < best - config.min_delta * abs(best if np.isfinite(best) else value):
+            best, wait = value, 0
+            best_state = {k_: v.detach().clone() for k_, v in model.state_dict().items()}
+        else:
+            wait += 1
+        reporter.set_progress(100.0 * (k * config.epochs + epoch) / (K * config.epochs))
+        if wait >= config.patience:
+            stopped = True
+            reporter.info(f"{tag}: stopped at epoch {epoch}: the self-supervised loss has not improved "
+                          f"for {config.patience} epochs (best {best:.4f}).")
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return history, epoch, stopped
+
+
 def train_srel(data, config: SrelConfig = SrelConfig(), reporter=None) -> SrelResult:
-    """Train SREL self-supervised on ``data`` and return eval-mode embeddings (N x embed_dim)."""
+    """Train SREL self-supervised on ``data`` and return eval-mode embeddings (N x embed_dim).
+
+    With ``config.restarts`` > 1 the model is trained that many times from
+    different seeds (derived from ``config.seed``) and the result is an
+    ``SrelEnsemble``: concatenated embeddings projected by a PCA fitted on them.
+    No labels are used at any point.
+    """
     reporter = ensure_reporter(reporter)
     t0 = time.perf_counter()
     data.validate()
     data = data.without_targets()
     choice = resolve_device(config.device)
     need = check_memory(data.n, config, choice.device)
+    more = f", {config.restarts} restarts" if config.restarts > 1 else ""
     reporter.info(f"SREL: training on {choice.device} ({choice.reason}); {data.n} regions, "
-                  f"views {', '.join(data.views())}, estimated peak memory {need / 1e9:.2f} GB.")
+                  f"views {', '.join(data.views())}{more}, estimated peak memory {need / 1e9:.2f} GB.")
     dev = torch.device(choice.device)
-    with _Threads(config, choice.device, data.n), _Deterministic(config.seed, choice.device):
-        stats = fit_preprocessing(data, config)
-        model = SrelModel(config, input_schema(data, config), stats).to(dev)
-        inputs = prepare_inputs(model, data, dev)
-        targets = build_targets(data, model, dev, inputs)
-        opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        history, best, best_state, wait, stopped = [], float("inf"), None, 0, False
-        epoch = 0
-        for epoch in range(1, config.epochs + 1):
-            check_canceled(reporter)
-            model.train()
-            opt.zero_grad(set_to_none=True)
-            loss, _ = srel_loss(model, model(inputs), targets)
-            if not torch.isfinite(loss):
-                raise ToptConfigError(f"SREL training diverged at epoch {epoch} (loss {float(loss)}); "
-                                      f"expected a finite loss. Lower the learning rate (now {config.lr}).")
-            loss.backward()
-            opt.step()
-            value = float(loss.detach())
-            history.append(value)
-            if value < best - config.min_delta * abs(best if np.isfinite(best) else value):
-                best, wait = value, 0
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                wait += 1
-            reporter.set_progress(100.0 * epoch / config.epochs)
-            if wait >= config.patience:
-                stopped = True
-                reporter.info(f"SREL: stopped at epoch {epoch}: the self-supervised loss has not improved "
-                              f"for {config.patience} epochs (best {best:.4f}).")
-                break
-        if best_state is not None:
-            model.load_state_dict(best_state)
-        model.eval()
+    member_cfg = config.replace(restarts=1)
+    members, histories, epochs, stopped, stats, inputs = [], [], [], False, None, None
+    with _Threads(config, choice.device, data.n):
+        for k in range(config.restarts):
+            with _Deterministic(member_seed(config.seed, k), choice.device):
+                if stats is None:
+                    stats = fit_preprocessing(data, config)
+                model = SrelModel(member_cfg if config.restarts > 1 else config,
+                                  input_schema(data, config), stats).to(dev)
+                inputs = prepare_inputs(model, data, dev)
+                targets = build_targets(data, model, dev, inputs)
+                hist, ep, st = _train_member(model, inputs, targets, config, reporter, k)
+            members.append(model)
+            histories.append(hist)
+            epochs.append(ep)
+            stopped = stopped or st
+        if config.restarts == 1:
+            model = members[0]
+        else:
+            model = SrelEnsemble(config, input_schema(data, config), stats, members=members).to(dev).eval()
         with torch.no_grad():
+            if config.restarts > 1:
+                model.fit_projection(model.concat(inputs).detach().cpu().numpy())
             emb = model(inputs).detach().cpu().numpy().astype(np.float32)
     seconds = time.perf_counter() - t0
-    reporter.info(f"SREL: {epoch} epochs in {seconds:.1f} s, final loss {history[-1]:.4f}.")
-    return SrelResult(embeddings=emb, model=model.cpu(), history=history, device=choice,
-                      epochs_run=epoch, seconds=seconds, stopped_early=stopped)
+    if config.restarts == 1:
+        reporter.info(f"SREL: {epochs[0]} epochs in {seconds:.1f} s, final loss {histories[0][-1]:.4f}.")
+    else:
+        reporter.info(f"SREL: {config.restarts} restarts of {min(epochs)}-{max(epochs)} epochs in {seconds:.1f} s, "
+                      f"final losses {', '.join(f'{h[-1]:.4f}' for h in histories)}.")
+    return SrelResult(embeddings=emb, model=model.cpu(), history=histories[0], device=choice,
+                      epochs_run=max(epochs), seconds=seconds, stopped_early=stopped, histories=histories)
 
 
-def embed(model: SrelModel, data, reporter=None) -> np.ndarray:
+def embed(model, data, reporter=None) -> np.ndarray:
     """Embed ``data`` with a trained model (eval mode, no training)."""
     reporter = ensure_reporter(reporter)
     data.validate()
@@ -236,7 +279,7 @@ def save_model(result_or_model, folder, data=None) -> Path:
     return folder
 
 
-def load_model(folder) -> SrelModel:
+def load_model(folder):
     """Load a folder written by ``save_model``; checks format, versions, hashes and shapes. No code runs."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -246,9 +289,11 @@ def load_model(folder) -> SrelModel:
         raise ToptCheckpointError(f"{Path(folder) / checkpoint.CONFIG_FILE} does not list {WEIGHTS_FILE}; "
                                   "expected an SREL model folder. Retrain the model.")
     try:
-        config = SrelConfig.from_dict(manifest["config"])
+        settings = dict(manifest["config"])
+        settings.setdefault("restarts", 1)          # folders written before restarts existed hold one model
+        config = SrelConfig.from_dict(settings)
         schema = manifest["input_schema"]
-        model = SrelModel(config, schema)
+        model = build_model(config, schema)
     except (KeyError, TypeError, ValueError, ToptConfigError) as exc:
         raise ToptCheckpointError(f"The settings in {Path(folder) / checkpoint.CONFIG_FILE} cannot be used "
                                   f"({exc}); expected a config written by this topt. Retrain the model.") from exc
