@@ -63,12 +63,12 @@ def read_manifest(folder, fmt: str) -> dict:
     folder = Path(folder)
     if not folder.is_dir():
         raise ToptCheckpointError(f"The model folder {folder} does not exist; expected a folder written by "
-                                  "'Train SREL' (config.json + model.safetensors). Check the path.")
+                                  "'Train region embeddings' (config.json + model.safetensors). Check the path.")
     refuse_unsafe_files(folder)
     cfg = folder / CONFIG_FILE
     if not cfg.is_file():
         raise ToptCheckpointError(f"{folder} has no {CONFIG_FILE}; expected a topt model folder. "
-                                  "Choose the folder that 'Train SREL' wrote, or retrain.")
+                                  "Choose the folder that 'Train region embeddings' wrote, or retrain.")
     try:
         manifest = json.loads(cfg.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
