@@ -111,7 +111,7 @@ def _cli(*args, timeout=600):
 
 
 @pytest.mark.slow
-def test_cli_train_cluster_and_evaluate(tmp_path):
+def test_cli_train_predict_cluster_and_evaluate(tmp_path):
     p = _cli("train", "--regions", f"{SAMPLE}:regions", "--region-id", "region_id", "--pois", f"{SAMPLE}:pois",
              "--poi-category", "category", "--landuse-fields", ",".join(LU), "--epochs", "5", "--embed-dim", "16",
              "--device", "cpu", "--output", tmp_path / "emb.gpkg", "--model-dir", tmp_path / "model")
@@ -121,6 +121,14 @@ def test_cli_train_cluster_and_evaluate(tmp_path):
     emb = io.embedding_matrix(io.read_layer(str(tmp_path / "emb.gpkg")))
     assert emb.shape == (180, 16) and np.isfinite(emb).all()
     assert (tmp_path / "model" / "model.safetensors").exists()
+    p = _cli("predict", "--input", tmp_path / "emb.gpkg", "--target", "crime_count", "--task", "crime",
+             "--model-dir", tmp_path / "model", "--text-encoder", "tiny-random:bert", "--device", "cpu",
+             "--output", tmp_path / "pred.gpkg")
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = json.loads(p.stdout)
+    assert res["labelled"] == 180 and set(res["metrics"]) == {"mae", "rmse", "r2"}
+    pred = io.read_layer(str(tmp_path / "pred.gpkg"))
+    assert np.isfinite(pred["pred_crime_count"].to_numpy(dtype=float)).all() and pred["is_labelled"].sum() == 180
     p = _cli("cluster", "--input", tmp_path / "emb.gpkg", "--k", "4", "--output", tmp_path / "cl.gpkg")
     assert p.returncode == 0, p.stderr[-3000:]
     assert sum(json.loads(p.stdout)["sizes"]) == 180
