@@ -153,8 +153,7 @@ def read_region_data(regions, region_id=None, pois=None, poi_category=None, od=N
             first = np.r_[True, pi[1:] != pi[:-1]] if len(pi) else np.zeros(0, bool)
             region_index[pi[first]] = ri[first]
         counts, names, _, _, vrep = views.poi_counts(region_index, [cats[r] for r in src_rows], n)
-        for m in vrep.messages():
-            rep.warning(m)
+        _report(rep, vrep)
         data.poi_counts, data.poi_categories = counts, names
     check_canceled(rep)
     if od:
@@ -176,8 +175,7 @@ def read_region_data(regions, region_id=None, pois=None, poi_category=None, od=N
             o = np.array([_locate(sidx, metric, a) for a, _ in ends], dtype=np.int64)
             d = np.array([_locate(sidx, metric, b) for _, b in ends], dtype=np.int64)
         m, vrep = views.od_matrix(o, d, weights, n)
-        for msg in vrep.messages():
-            rep.warning(msg)
+        _report(rep, vrep)
         data.mobility = m
     check_canceled(rep)
     if landuse:
@@ -201,6 +199,7 @@ def read_region_data(regions, region_id=None, pois=None, poi_category=None, od=N
                     cvals.append(cls[k])
                     pa.append(a)
         shares, names, vrep = views.landuse_shares(ridx, cvals, pa, n, region_areas=areas)
+        _report(rep, vrep)
         data.landuse, data.landuse_classes = shares, names
     elif landuse_fields:
         cols = {f: _field(gdf, f, "LANDUSE_FIELDS") for f in landuse_fields}
@@ -211,6 +210,12 @@ def read_region_data(regions, region_id=None, pois=None, poi_category=None, od=N
     for t in targets:
         data.targets[t] = numeric_column(gdf, t)
     return data.validate(), gdf
+
+
+def _report(reporter, view_report):
+    """What a view builder left out, as warnings (the QGIS adapter pushes the same texts)."""
+    for msg in view_report.messages():
+        reporter.warning(msg)
 
 
 def _locate(sidx, metric, point):

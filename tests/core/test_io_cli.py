@@ -146,3 +146,43 @@ def test_cli_error_is_one_line_and_writes_nothing(tmp_path):
     assert p.returncode == 2
     assert p.stderr.strip().startswith("error:") and "Traceback" not in p.stderr
     assert sorted(x.name for x in tmp_path.iterdir()) == ["empty.geojson"]
+
+
+def test_landuse_polygons_give_area_shares_and_od_lines_locate_ends(tmp_path):
+    import geopandas as gpd
+    from shapely.geometry import LineString, Point, box
+
+    crs = "EPSG:32618"
+    regions = gpd.GeoDataFrame({"rid": [10, 11]}, geometry=[box(0, 0, 100, 100), box(100, 0, 200, 100)], crs=crs)
+    regions.to_file(tmp_path / "r.gpkg", layer="regions", driver="GPKG")
+    lu = gpd.GeoDataFrame({"cls": ["park", "housing", None]},
+                          geometry=[box(0, 0, 50, 100), box(50, 0, 150, 100), box(150, 0, 200, 100)], crs=crs)
+    lu.to_file(tmp_path / "lu.gpkg", layer="lu", driver="GPKG")
+    od = gpd.GeoDataFrame({"n": [3.0, 2.0, 7.0]}, crs=crs, geometry=[
+        LineString([(10, 10), (150, 50)]), LineString([(150, 50), (20, 20)]), LineString([(10, 10), (500, 500)])])
+    od.to_file(tmp_path / "od.gpkg", layer="od", driver="GPKG")
+    warnings = []
+
+    class R:
+        def warning(self, m):
+            warnings.append(m)
+
+        def info(self, m):
+            pass
+
+        def set_progress(self, p):
+            pass
+
+        def set_text(self, t):
+            pass
+
+        def is_canceled(self):
+            return False
+
+    data, _ = io.read_region_data(f"{tmp_path / 'r.gpkg'}:regions", region_id="rid",
+                                  landuse=f"{tmp_path / 'lu.gpkg'}:lu", landuse_class="cls",
+                                  od=f"{tmp_path / 'od.gpkg'}:od", od_count="n", reporter=R())
+    assert data.landuse_classes == ["housing", "park"]
+    np.testing.assert_allclose(data.landuse, [[0.5, 0.5], [0.5, 0.0]], atol=1e-5)
+    assert data.mobility.toarray().tolist() == [[0, 3], [2, 0]]
+    assert any("class" in w for w in warnings) and any("not" in w or "outside" in w for w in warnings)
