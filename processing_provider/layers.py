@@ -63,6 +63,17 @@ def _progress(feedback, start, end, i, total):
         feedback.setProgress(start + (end - start) * i / total)
 
 
+def _walk(source, feedback, start, end, request=None, every=CANCEL_EVERY):
+    """Features of a source (see ``_iter_features``), checking cancel and moving progress from
+    ``start`` to ``end`` every ``every`` features: the one loop every reader here shares."""
+    total = source.featureCount()
+    for k, f in enumerate(_iter_features(source, request)):
+        if k % every == 0:
+            _check_cancel(feedback)
+            _progress(feedback, start, end, k, total)
+        yield f
+
+
 # -- metric CRS ------------------------------------------------------------------------------------
 
 def metric_crs(source, distance_crs, context, feedback, layer_name="REGIONS"):
@@ -158,15 +169,11 @@ def field_or_fail(source, name, param, numeric=False, layer_param=None):
 
 def read_features(source, feedback, start=0.0, end=5.0, with_geometry=True):
     """All features of a source (copies), checking for cancel."""
-    total = source.featureCount()
     req = QgsFeatureRequest()
     if not with_geometry:
         req.setFlags(QgsFeatureRequest.NoGeometry)
     out = []
-    for i, f in enumerate(_iter_features(source, req)):
-        if i % CANCEL_EVERY == 0:
-            _check_cancel(feedback)
-            _progress(feedback, start, end, i, total)
+    for f in _walk(source, feedback, start, end, req):
         out.append(QgsFeature(f))
     return out
 
@@ -262,11 +269,7 @@ def _points_xy(source, reg, context, feedback, start, end, value_fields=()):
     idxs = [source.fields().indexFromName(f) for f in value_fields]
     req = QgsFeatureRequest().setSubsetOfAttributes(idxs)
     xs, ys, vals, no_geom = [], [], [[] for _ in idxs], 0
-    total = source.featureCount()
-    for k, f in enumerate(_iter_features(source, req)):
-        if k % CANCEL_EVERY == 0:
-            _check_cancel(feedback)
-            _progress(feedback, start, end, k, total)
+    for f in _walk(source, feedback, start, end, req):
         g = f.geometry()
         if g.isNull() or g.isEmpty():
             no_geom += 1
@@ -311,11 +314,7 @@ def _line_ends(source, reg, context, feedback, weight_field, start, end):
     ct = QgsCoordinateTransform(source.sourceCrs(), reg.crs, context.transformContext())
     widx = source.fields().indexFromName(weight_field) if weight_field else -1
     o, d, w, no_geom = [], [], [], 0
-    total = source.featureCount()
-    for k, f in enumerate(_iter_features(source)):
-        if k % CANCEL_EVERY == 0:
-            _check_cancel(feedback)
-            _progress(feedback, start, end, k, total)
+    for f in _walk(source, feedback, start, end):
         g = f.geometry()
         if g.isNull() or g.isEmpty():
             no_geom += 1
@@ -347,11 +346,7 @@ def mobility_view(source, reg, context, feedback, origin_field="", destination_f
         req = QgsFeatureRequest().setFlags(QgsFeatureRequest.NoGeometry).setSubsetOfAttributes(
             [i for i in (oi, di, ci) if i >= 0])
         ov, dv, wv = [], [], []
-        total = source.featureCount()
-        for k, f in enumerate(_iter_features(source, req)):
-            if k % CANCEL_EVERY == 0:
-                _check_cancel(feedback)
-                _progress(feedback, start, end, k, total)
+        for f in _walk(source, feedback, start, end, req):
             ov.append(_value(f.attribute(oi)))
             dv.append(_value(f.attribute(di)))
             if ci >= 0:
@@ -390,12 +385,8 @@ def landuse_view(source, class_field, reg, context, feedback, start=15.0, end=20
     cidx = field_or_fail(source, class_field, "LANDUSE_CLASS_FIELD", layer_param="LANDUSE layer")
     ct = QgsCoordinateTransform(source.sourceCrs(), reg.crs, context.transformContext())
     ridx, cls, area = [], [], []
-    total = source.featureCount()
     outside = 0
-    for k, f in enumerate(_iter_features(source)):
-        if k % 50 == 0:
-            _check_cancel(feedback)
-            _progress(feedback, start, end, k, total)
+    for f in _walk(source, feedback, start, end, every=50):
         g = QgsGeometry(f.geometry())
         if g.isNull() or g.isEmpty():
             outside += 1
@@ -420,7 +411,7 @@ def landuse_view(source, class_field, reg, context, feedback, start=15.0, end=20
     shares, names, rep = views.landuse_shares(ridx, cls, area, reg.n, region_areas=reg.areas)
     rep.outside += outside
     _report(rep, feedback)
-    feedback.pushInfo(f"Land use: {len(names)} classes from {total} polygons; mean covered share of a region "
+    feedback.pushInfo(f"Land use: {len(names)} classes from {source.featureCount()} polygons; mean covered share of a region "
                       f"{shares.sum(1).mean():.2f}.")
     return shares, names
 
