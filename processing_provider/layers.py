@@ -576,7 +576,17 @@ def write_sink(alg, parameters, context, feedback, param, features, in_fields, n
         if not sink.addFeature(out, QgsFeatureSink.FastInsert):
             raise QgsProcessingException(f"Could not write feature {r} to {param}: "
                                          f"{sink.lastError() if hasattr(sink, 'lastError') else ''}")
+    close_sink(sink)
+    del sink
     return dest_id
+
+
+def close_sink(sink):
+    """Flush a feature sink now. A file sink is finished only when its last reference goes; callers
+    also ``del`` theirs, so the file is complete when processing.run returns, not at some later GC."""
+    flush = getattr(sink, "flushBuffer", None)
+    if flush is not None:
+        flush()
 
 
 def _py(v):

@@ -136,6 +136,8 @@ class EvaluateEmbeddingsAlgorithm(ToptAlgorithm):
             f = QgsFeature(out_fields)
             f.setAttributes([layers._py(v) for v in row])
             sink.addFeature(f, QgsFeatureSink.FastInsert)
+        layers.close_sink(sink)
+        del sink
         feedback.setProgress(100)
         result = {self.OUTPUT: dest}
         if report:
