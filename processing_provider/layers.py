@@ -24,6 +24,7 @@ from topt_core import views
 from topt_core.crs import utm_epsg_for
 from topt_core.data import RegionData
 from topt_core.errors import ToptCancelled
+from topt_core.io import safe_field_name  # noqa: F401  (shared with the CLI; used by the algorithms)
 
 CANCEL_EVERY = 500
 NUMERIC_TYPES = (QVariant.Int, QVariant.UInt, QVariant.LongLong, QVariant.ULongLong, QVariant.Double)
@@ -523,14 +524,6 @@ def numeric_field_names(fields: QgsFields):
 
 
 # -- output ----------------------------------------------------------------------------------------
-
-def safe_field_name(name: str, prefix: str = "", max_len: int = 63) -> str:
-    """A portable field name: lowercase ascii letters, digits and '_', starting with a letter."""
-    s = re.sub(r"[^0-9a-zA-Z_]+", "_", str(name)).strip("_").lower() or "value"
-    if not s[0].isalpha() and not prefix:
-        s = "f_" + s
-    return (prefix + s)[:max_len]
-
 
 def output_fields(in_fields: QgsFields, new_fields, feedback=None):
     """Input fields (minus any whose name a new field takes) + new fields; also the kept input indices."""

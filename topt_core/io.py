@@ -261,7 +261,7 @@ def region_data_for_prediction(df, model_dir=None, id_field="region_id") -> Regi
             if (pos < 0).any():
                 raise ToptDataError(f"{int((pos < 0).sum())} region(s) of the layer are not in the model folder "
                                     "(ids differ); use the layer written by train with this model.")
-            return _subset(stored, pos)
+            return views.subset_region_data(stored, pos)
     cents = np.zeros((n, 2))
     areas = np.zeros(n)
     if "geometry" in df and df.geometry.notna().all():
@@ -273,21 +273,16 @@ def region_data_for_prediction(df, model_dir=None, id_field="region_id") -> Regi
     return RegionData(region_ids=ids, centroids=cents, areas=areas)
 
 
-def _subset(data: RegionData, pos) -> RegionData:
-    from dataclasses import replace
 
-    def rows(a):
-        return None if a is None else a[pos]
+def safe_field_name(name: str, prefix: str = "", max_len: int = 63) -> str:
+    """A portable field name: lowercase ascii letters, digits and '_', starting with a letter.
 
-    mob = None if data.mobility is None else data.mobility.tocsr()[pos][:, pos]
-    return replace(data, region_ids=data.region_ids[pos], centroids=data.centroids[pos], areas=data.areas[pos],
-                   poi_counts=rows(data.poi_counts), landuse=rows(data.landuse), extra=rows(data.extra),
-                   mobility=mob, adjacency=None, names=rows(data.names), targets={})
-
-
-def safe_field_name(name: str, max_len: int = 20) -> str:
-    s = re.sub(r"[^0-9A-Za-z_]", "_", str(name)).strip("_") or "target"
-    return s[:max_len]
+    Both front doors name output fields with this (the QGIS adapter re-exports it).
+    """
+    s = re.sub(r"[^0-9a-zA-Z_]+", "_", str(name)).strip("_").lower() or "value"
+    if not s[0].isalpha() and not prefix:
+        s = "f_" + s
+    return (prefix + s)[:max_len]
 
 
 def write_layer(df, columns: dict, path, layer: str | None = None) -> Path:
