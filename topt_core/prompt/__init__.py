@@ -12,7 +12,7 @@ import importlib
 
 _EXPORTS = {
     "run_prompt4re": "pipeline", "PromptResult": "pipeline", "check_inputs": "pipeline",
-    "get_text_encoder": "encoders", "TextEncoder": "encoders", "default_cache_dir": "encoders",
+    "get_text_encoder": "text_sources", "TextEncoder": "text_encoder", "default_cache_dir": "text_cache",
     "describe_regions": "describe", "describe_facets": "describe",
     "build_prompts": "templates", "build_prompt_facets": "templates", "task_template": "templates", "TASKS": "templates",
     "fit_predict": "train",

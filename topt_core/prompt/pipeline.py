@@ -90,8 +90,8 @@ def run_prompt4re(embeddings: np.ndarray, data: RegionData, target: np.ndarray, 
 
     ``target`` holds NaN for unknown regions; every region gets a prediction.
     """
-    from ..device import limit_threads, resolve_device
-    from .encoders import get_text_encoder
+    from ..device import resolve_device
+    from .text_sources import get_text_encoder
     from .templates import build_prompt_facets
     from .train import fit_predict
 
@@ -100,8 +100,6 @@ def run_prompt4re(embeddings: np.ndarray, data: RegionData, target: np.ndarray, 
     emb, y = check_inputs(embeddings, data, target, target_name, config)
     dev = resolve_device(config.device)
     reporter.info(f"Prompt4RE device: {dev.device} ({dev.reason}).")
-    if dev.device == "cpu":
-        limit_threads(config.threads or None)
     warnings: list[str] = []
 
     # -- prompts and frozen-LM vectors (cached on disk) --

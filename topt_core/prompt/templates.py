@@ -51,16 +51,12 @@ def task_template(task: str, target_name: str = "", task_description: str = "") 
 FACETS_WITH_TEMPLATE = False
 
 
-def facet_order(data: RegionData) -> list[str]:
-    return [f for f in ("poi", "landuse", "mobility", "place", "extra") if f in describe_facets(data)]
-
-
 def build_prompt_facets(data: RegionData, task: str, target_name: str = "", task_description: str = "",
                         use_task_template: bool = True) -> tuple[list[str], list[list[str]]]:
     """(facet names, per-region list of texts). Texts per region, in order:
     [template], template + full description, each facet sentence (template omitted in the ablation)."""
     facets = describe_facets(data)
-    order = [f for f in ("poi", "landuse", "mobility", "place", "extra") if f in facets]
+    order = list(facets)
     tmpl = task_template(task, target_name, task_description) if use_task_template else ""
     names = (["task"] if use_task_template else []) + ["full"] + order
     out = []

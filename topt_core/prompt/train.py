@@ -119,19 +119,14 @@ def _needs_eval(ep, chunk, every):
 def train_members(members, emb, text, ytr, yraw, inverse, clip, config: PromptConfig, reporter=None,
                   progress=(0.0, 100.0), chunk_seed: int = 0, device: str = "cpu"):
     """Train heads. Returns (curves {i: (epochs, val mse)} for select heads, preds {i: (R,)} for refit heads)."""
-    import torch
+    from ..device import torch_threads
 
     curves, preds = {}, {}
     if not members:
         return curves, preds
-    prev_threads = torch.get_num_threads()
-    if device == "cpu":
-        torch.set_num_threads(_head_threads(members, text, config))
-    try:
+    with torch_threads(_head_threads(members, text, config) if device == "cpu" else None):
         _train_chunks(members, emb, text, ytr, yraw, inverse, clip, config, reporter, progress, chunk_seed,
                       device, curves, preds)
-    finally:
-        torch.set_num_threads(prev_threads)
     return curves, preds
 
 
@@ -139,16 +134,11 @@ SMALL_WORK = 8_000_000   # below this many activation floats per step, one CPU t
 
 
 def _head_threads(members, text, config) -> int:
-    """Threads for head training: ``config.threads`` if set; else 1 for small problems, where
-    thread synchronisation costs more than it saves (2-10x slower on a busy 2-core machine)."""
-    from .encoders import busy_aware_threads
+    """Threads for head training (``device.cpu_threads``): one for small problems, load-aware otherwise."""
+    from ..device import cpu_threads
 
-    if config.threads:
-        return int(config.threads)
     work = len(members) * max(len(m.rows) for m in members) * text.shape[1] * config.heads * config.head_dim
-    if work < SMALL_WORK:
-        return 1
-    return busy_aware_threads()
+    return cpu_threads(config.threads, small=work < SMALL_WORK, load_aware=True)
 
 
 def _train_chunks(members, emb, text, ytr, yraw, inverse, clip, config, reporter, progress, chunk_seed, device,

@@ -10,7 +10,8 @@ import importlib
 
 _EXPORTS = {
     "train_srel": "train", "embed": "train", "save_model": "train", "load_model": "train",
-    "SrelResult": "train", "SrelModel": "model", "SrelEnsemble": "model", "estimate_dense_memory": "model",
+    "SrelResult": "train", "SrelModel": "model", "SrelEnsemble": "model", "estimate_dense_memory": "memory",
+    "check_memory": "memory", "SrelInputs": "inputs", "build_inputs": "inputs",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -9,6 +9,10 @@
   between two regions, Graphormer's edge encoding for the OD graph.
 * Centrality encoding: learned embeddings of node degree in the neighbour
   graph and of bucketised mobility out/in strength, added to node features.
+
+Every pair bias has one signature: ``bias(pairs) -> (..., heads)`` where ``pairs`` is a
+``PairFeatures`` whose tensors cover the pairs that attend (all N x N pairs in the dense
+mode), so attention implementations never need to know which biases exist.
 """
 from __future__ import annotations
 
@@ -25,9 +29,9 @@ class GaussianSpatialBias(nn.Module):
         self.log_widths = nn.Parameter(torch.full((kernels,), float(torch.log(torch.tensor(u_max / kernels + 0.1)))))
         self.mlp = nn.Sequential(nn.Linear(kernels, kernels), nn.GELU(), nn.Linear(kernels, heads))
 
-    def forward(self, u: torch.Tensor) -> torch.Tensor:  # u: (N, N)
-        phi = torch.exp(-0.5 * ((u.unsqueeze(-1) - self.means) / self.log_widths.exp()) ** 2)
-        return self.mlp(phi).permute(2, 0, 1)
+    def forward(self, pairs) -> torch.Tensor:
+        phi = torch.exp(-0.5 * ((pairs.u.unsqueeze(-1) - self.means) / self.log_widths.exp()) ** 2)
+        return self.mlp(phi)
 
 
 class BucketSpatialBias(nn.Module):
@@ -41,9 +45,9 @@ class BucketSpatialBias(nn.Module):
         nn.init.zeros_(self.dist.weight)
         nn.init.zeros_(self.hops.weight)
 
-    def forward(self, u: torch.Tensor, hops: torch.Tensor) -> torch.Tensor:
-        b = torch.bucketize(u, self.edges)
-        return (self.dist(b) + self.hops(hops.long())).permute(2, 0, 1)
+    def forward(self, pairs) -> torch.Tensor:
+        b = torch.bucketize(pairs.u, self.edges)
+        return self.dist(b) + self.hops(pairs.hops.long())
 
 
 class MobilityBias(nn.Module):
@@ -51,10 +55,10 @@ class MobilityBias(nn.Module):
 
     def __init__(self, heads: int):
         super().__init__()
-        self.weight = nn.Parameter(torch.zeros(heads, 1, 1))
+        self.weight = nn.Parameter(torch.zeros(heads, 1, 1))     # (heads, 1, 1): the saved shape
 
-    def forward(self, flow: torch.Tensor) -> torch.Tensor:
-        return self.weight * flow.unsqueeze(0)
+    def forward(self, pairs) -> torch.Tensor:
+        return pairs.flow.unsqueeze(-1) * self.weight.view(-1)
 
 
 class CentralityEncoding(nn.Module):

@@ -4,35 +4,26 @@
   predicted as softmax_j(s_i . t_j) (and the reverse for destinations); the
   loss is the flow-weighted KL divergence to the observed distribution, i.e.
   MVURE's weighted cross-entropy minus its constant entropy (so 0 = perfect).
-* POI / land use / extra: MSE between the cosine similarity of decoded
-  embeddings and the cosine similarity of the view vectors.
+* POI / land use / extra (table views): MSE between the cosine similarity of
+  decoded embeddings and the cosine similarity of the view vectors.
 * Optional (``feature_weight``): MSE reconstruction of the preprocessed view
   features, which keeps region "size" (totals) in the embedding.
 
-Nothing here sees a label; new cities need nothing precomputed.
+Each view (``topt_core.views``) builds its own target and names the loss it uses;
+this module holds the loss functions and their weighted sum. Nothing here sees a
+label; new cities need nothing precomputed.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch.nn import functional as F
 
-from . import views as V
-
 
 def build_targets(data, model, device="cpu", inputs=None) -> dict:
-    """view -> target tensor: OD weights (N, N) for mobility, cosine similarity (N, N) otherwise."""
-    out = {"features": inputs["features"] if inputs is not None else {}}
-    for view in model.views:
-        if view == "mobility":
-            w = V.od_target(data, float(model.stat("mobility.fence")[0]))
-            out["mobility"] = torch.from_numpy(w).to(device)
-            p = w / np.maximum(w.sum(1, keepdims=True), 1e-12)
-            q = w.T / np.maximum(w.T.sum(1, keepdims=True), 1e-12)
-            ent = lambda a, m: float(-(m * np.where(a > 0, np.log(np.where(a > 0, a, 1.0)), 0.0)).sum())
-            out["mobility_entropy"] = (ent(p, w) + ent(q, w.T)) / max(float(w.sum()), 1e-12)
-        else:
-            out[view] = torch.from_numpy(V.similarity_target(data, view)).to(device)
+    """view name -> that view's self-supervised target (``View.ssl_target``), plus the input features."""
+    stats = model.stats()
+    out = {v.name: v.ssl_target(data, stats, device) for v in model.view_units}
+    out["features"] = inputs.features if inputs is not None else {}
     return out
 
 
@@ -50,20 +41,14 @@ def similarity_mse(z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def srel_loss(model, emb: torch.Tensor, targets: dict) -> tuple[torch.Tensor, dict]:
-    """Weighted sum of the per-view losses, and each part as a float."""
+    """Weighted sum of the per-view losses (each view's ``ssl_loss``), and each part as a float."""
     cfg = model.config
-    weights = {"mobility": cfg.mobility_weight, "poi": cfg.poi_weight, "landuse": cfg.landuse_weight,
-               "extra": cfg.extra_weight}
     total = emb.new_zeros(())
     parts = {}
-    for view in model.views:
-        if view == "mobility":
-            loss = od_kl(model.decoders["source"](emb), model.decoders["target"](emb), targets["mobility"],
-                         targets["mobility_entropy"])
-        else:
-            loss = similarity_mse(model.decoders[view](emb), targets[view])
-        parts[view] = float(loss.detach())
-        total = total + weights[view] * loss
+    for view in model.view_units:
+        loss = view.ssl_loss(model.decoders, emb, targets[view.name])
+        parts[view.name] = float(loss.detach())
+        total = total + view.loss_weight(cfg) * loss
     if cfg.feature_weight > 0:
         rec = sum(F.mse_loss(model.feature_decoders[v](emb), targets["features"][v]) for v in model.views)
         parts["features"] = float(rec.detach())

@@ -2,8 +2,9 @@
 
 ``SrelModel`` carries everything needed to embed a dataset of the same
 schema: the weights, the preprocessing statistics (as buffers, so they travel
-in ``model.safetensors``), the config and the input schema. ``prepare_inputs``
-turns a ``RegionData`` into the tensors the forward pass needs.
+in ``model.safetensors``), the config and the input schema. The tensors it
+reads (``SrelInputs``) are built by ``srel/inputs.py``; this module holds
+only ``nn.Module``s.
 """
 from __future__ import annotations
 
@@ -11,14 +12,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import spatial
 from ..config import SrelConfig
-from ..errors import ToptDataError
-from . import views as V
-from .attention import RegionAttention, dense_attention_bytes
+from .attention import RegionAttention
 from .encodings import BucketSpatialBias, CentralityEncoding, GaussianSpatialBias, MobilityBias
-
-VIEW_ORDER = ("poi", "landuse", "mobility", "extra")
+from .inputs import SrelInputs, model_views, stat_shapes
 
 
 def _key(name: str) -> str:
@@ -47,16 +44,11 @@ class SrelModel(nn.Module):
     def __init__(self, config: SrelConfig, schema: dict, stats: dict | None = None):
         super().__init__()
         self.config, self.schema = config, dict(schema)
-        self.views = [v for v in VIEW_ORDER if v in schema["views"]]
+        self.view_units = model_views(schema)
+        self.views = [v.name for v in self.view_units]
         has_mob = "mobility" in self.views
         c, h, d = config, config.hidden_dim, config.embed_dim
-        shapes = dict(V.stat_shapes(schema, config))
-        shapes["spacing"] = (1,)
-        shapes["u_max"] = (1,)
-        if has_mob:
-            shapes["strength.edges"] = (2, c.strength_buckets - 1)
-            shapes["flow.scale"] = (1,)
-        for name, shape in shapes.items():
+        for name, shape in stat_shapes(schema, config).items():
             value = stats[name] if stats is not None else np.zeros(shape, np.float32)
             value = np.asarray(value, dtype=np.float32).reshape(shape)
             self.register_buffer("prep__" + _key(name), torch.from_numpy(value.copy()))
@@ -80,7 +72,8 @@ class SrelModel(nn.Module):
         self.layers = nn.ModuleList(GraphormerLayer(h, c.heads, c.dropout, c.attention) for _ in range(c.layers))
         self.norm = nn.LayerNorm(h) if c.final_norm else nn.Identity()
         self.out = nn.Linear(h, d)
-        dec = [v for v in self.views if v != "mobility"] + (["source", "target"] if has_mob else [])
+        # table views' decoders first, then the OD views' (the creation order fixes the initial weights)
+        dec = [k for kind in ("table", "od") for v in self.view_units if v.kind == kind for k in v.ssl_decoders]
         self.decoders = nn.ModuleDict({k: nn.Linear(d, d) for k in dec})
         if c.feature_weight > 0:
             self.feature_decoders = nn.ModuleDict({v: nn.Linear(d, schema["dims"][v]) for v in self.views})
@@ -94,18 +87,17 @@ class SrelModel(nn.Module):
                 for k, v in self.named_buffers() if k.startswith("prep__")}
 
     # -- forward ---------------------------------------------------------------------------------
-    def pair_bias(self, inp: dict):
+    def pair_bias(self, pairs):
+        """Sum of the pair biases, (..., heads) over the pairs in ``pairs``; None without any."""
         bias = None
-        if self.spatial is not None:
-            bias = (self.spatial(inp["u"]) if self.config.spatial_bias == "gaussian"
-                    else self.spatial(inp["u"], inp["hops"]))
-        if self.mobility_bias is not None:
-            b = self.mobility_bias(inp["flow"])
-            bias = b if bias is None else bias + b
+        for module in (self.spatial, self.mobility_bias):
+            if module is not None:
+                b = module(pairs)
+                bias = b if bias is None else bias + b
         return bias
 
-    def forward(self, inp: dict) -> torch.Tensor:
-        hs = [self.encoders[v](inp["features"][v]) for v in self.views]
+    def forward(self, inp: SrelInputs) -> torch.Tensor:
+        hs = [self.encoders[v](inp.features[v]) for v in self.views]
         if len(hs) == 1:
             x = hs[0]
         else:
@@ -113,8 +105,10 @@ class SrelModel(nn.Module):
             alpha = torch.softmax(self.view_score(torch.tanh(self.view_proj(stack))), dim=0)
             x = (alpha * stack).sum(0)
         if self.centrality is not None:
-            x = x + self.centrality(inp["degree"], inp.get("strength"))
-        bias = self.pair_bias(inp)
+            x = x + self.centrality(inp.degree, inp.strength)
+        bias = self.pair_bias(inp.pairs)
+        if bias is not None:
+            bias = bias.permute(2, 0, 1)                                   # (heads, N, N)
         for layer in self.layers:
             x = layer(x, bias)
         return self.out(self.norm(x))
@@ -154,7 +148,7 @@ class SrelEnsemble(nn.Module):
     def stats(self) -> dict:
         return self.members[0].stats()
 
-    def concat(self, inp: dict) -> torch.Tensor:
+    def concat(self, inp: SrelInputs) -> torch.Tensor:
         return torch.cat([m(inp) for m in self.members], dim=1)
 
     def fit_projection(self, z: np.ndarray) -> None:
@@ -170,7 +164,7 @@ class SrelEnsemble(nn.Module):
         self.pca_mean.copy_(torch.from_numpy(mean.astype(np.float32)))
         self.pca_components.copy_(torch.from_numpy(comps.astype(np.float32)))
 
-    def forward(self, inp: dict) -> torch.Tensor:
+    def forward(self, inp: SrelInputs) -> torch.Tensor:
         z = self.concat(inp) - self.pca_mean
         return (z @ self.pca_components.T) / float(np.sqrt(self.config.restarts))
 
@@ -178,110 +172,3 @@ class SrelEnsemble(nn.Module):
 def build_model(config: SrelConfig, schema: dict, stats: dict | None = None):
     """``SrelModel`` for restarts=1 (unchanged format), else ``SrelEnsemble``."""
     return SrelModel(config, schema, stats) if config.restarts == 1 else SrelEnsemble(config, schema, stats)
-
-
-# -- building inputs ----------------------------------------------------------------------------
-
-def input_schema(data, config: SrelConfig) -> dict:
-    views = [v for v in VIEW_ORDER if v in data.views()]
-    schema = {"views": views, "dims": {v: V.raw_dim(data, v, config) for v in views},
-              "poi_categories": list(data.poi_categories) if "poi" in views else [],
-              "landuse_classes": list(data.landuse_classes) if "landuse" in views else [],
-              "extra_names": list(data.extra_names) if "extra" in views else [],
-              "n_regions": int(data.n), "crs": str(data.crs), "region_ids": None}
-    if "mobility" in views and config.mobility_features == "rows":
-        schema["region_ids"] = [str(x) for x in data.region_ids]
-    return schema
-
-
-def check_schema(schema: dict, data, config: SrelConfig) -> None:
-    """Refuse data whose views or columns differ from what the model was trained on."""
-    got = input_schema(data, config)
-    if got["views"] != schema["views"]:
-        raise ToptDataError(f"The model was trained on views {schema['views']} but the data has {got['views']}; "
-                            "provide the same inputs (POI, land use, mobility, extra fields) as for training.")
-    for key, what in (("poi_categories", "POI categories"), ("landuse_classes", "land-use classes"),
-                      ("extra_names", "extra fields")):
-        if got[key] != schema[key]:
-            raise ToptDataError(f"The data's {what} {got[key][:8]} differ from the model's {schema[key][:8]}; "
-                                f"use the same {what} in the same order as for training.")
-    if schema.get("region_ids") is not None and got["region_ids"] != schema["region_ids"]:
-        raise ToptDataError("This model encodes OD rows (mobility_features='rows') and is tied to the "
-                            f"{len(schema['region_ids'])} training regions, but the data has other regions; "
-                            "embed the training regions, or retrain with mobility_features='summary'.")
-    if got["dims"] != schema["dims"]:
-        raise ToptDataError(f"The data's input widths {got['dims']} differ from the model's {schema['dims']}; "
-                            "use data with the same columns as for training.")
-
-
-def _strength(data, fence):
-    m = V.clipped_od(data.mobility, fence)
-    return np.log1p(np.stack([np.asarray(m.sum(1)).ravel(), np.asarray(m.sum(0)).ravel()], axis=1))
-
-
-def _log_flow(data, fence):
-    m = V.clipped_od(data.mobility, fence)
-    m = (m + m.T).toarray()
-    return np.log1p(m)
-
-
-def fit_preprocessing(data, config: SrelConfig) -> dict:
-    """All statistics fitted on the training data (stored as model buffers)."""
-    spacing = spatial.distance_scale(data.centroids)
-    dist_units = spatial.pairwise_distances(data.centroids, np.float64) / spacing
-    u = np.log1p(dist_units)
-    stats = V.fit_stats(data, config, dist_units)
-    stats["spacing"] = np.array([spacing], np.float32)
-    stats["u_max"] = np.array([max(float(u.max()), 1.0)], np.float32)
-    if "mobility" in data.views():
-        fence = float(stats["mobility.fence"][0])
-        s = _strength(data, fence)
-        qs = np.linspace(0, 100, config.strength_buckets + 1)[1:-1]
-        stats["strength.edges"] = np.percentile(s, qs, axis=0).T.astype(np.float32)
-        lf = _log_flow(data, fence)
-        nz = lf[lf > 0]
-        stats["flow.scale"] = np.array([float(nz.std()) if nz.size and nz.std() > 0 else 1.0], np.float32)
-    return stats
-
-
-def prepare_inputs(model, data, device="cpu") -> dict:
-    """RegionData -> dict of tensors for ``model.forward`` (uses the model's stored statistics)."""
-    cfg = model.config
-    stats = model.stats()
-    dist = spatial.pairwise_distances(data.centroids, np.float64)
-    dist_units = dist / float(stats["spacing"][0])
-    inp: dict = {"features": {k: torch.from_numpy(v).to(device)
-                              for k, v in V.features(data, stats, cfg, dist_units).items()}}
-    edges = spatial.neighbour_edges(data.centroids, data.adjacency, cfg.neighbours, cfg.knn)
-    inp["degree"] = torch.from_numpy(spatial.degrees(edges, data.n)).to(device)
-    inp["u"] = torch.from_numpy(np.log1p(dist_units).astype(np.float32)).to(device)
-    if cfg.spatial_bias == "bucket":
-        inp["hops"] = torch.from_numpy(spatial.hop_counts(edges, data.n, cfg.max_hops).astype(np.int64)).to(device)
-    if "mobility" in model.views:
-        fence = float(stats["mobility.fence"][0])
-        s = _strength(data, fence)
-        e = stats["strength.edges"]
-        b = np.stack([np.searchsorted(e[0], s[:, 0], side="right"),
-                      np.searchsorted(e[1], s[:, 1], side="right")], axis=1)
-        inp["strength"] = torch.from_numpy(b.astype(np.int64)).to(device)
-        if model.mobility_bias is not None:
-            flow = _log_flow(data, fence) / float(stats["flow.scale"][0])
-            inp["flow"] = torch.from_numpy(flow.astype(np.float32)).to(device)
-    return inp
-
-
-def estimate_dense_memory(n_regions: int, config: SrelConfig) -> int:
-    """Rough peak bytes of one dense training step for N regions (dominated by N² terms)."""
-    n = int(n_regions)
-    c = config
-    attn = dense_attention_bytes(n, c.heads, c.layers)
-    pair = 4 * n * n * (c.heads * 3                      # pair bias, its grad, per-head copies
-                        + (c.distance_kernels * 3 if c.spatial_bias == "gaussian" else 0)
-                        + (4 if c.spatial_bias == "bucket" else 0)
-                        + 12)                            # distances, flow, OD target, 2 softmax + grads, cosines
-    rows = 4 * n * 2 * n * 3 if c.mobility_features == "rows" else 0
-    nodes = 4 * n * (c.hidden_dim * (8 + 6 * c.layers) + c.embed_dim * 12)
-    params = 4 * 3 * (c.hidden_dim * c.hidden_dim * (4 + 12 * c.layers) + c.embed_dim * c.embed_dim * 6)
-    # restarts train one after another: only the finished members' weights and outputs add up
-    kept = (c.restarts - 1) * (params // 3 + 4 * n * c.embed_dim * 2)
-    return int(attn + pair + rows + nodes + params + kept + 200 * 2 ** 20)

@@ -2,7 +2,7 @@
 
 Training is full-batch (all regions attend to all regions), seeded and
 deterministic on a given CPU; stopping looks only at the self-supervised loss.
-Before anything large is allocated the dense-attention memory is estimated
+Before anything large is allocated the memory is estimated (``memory.py``)
 and the job refused with advice if it would not fit.
 """
 from __future__ import annotations
@@ -17,12 +17,14 @@ import torch
 
 from .. import checkpoint
 from ..config import SrelConfig
-from ..device import DeviceChoice, limit_threads, resolve_device
-from ..errors import ToptCheckpointError, ToptConfigError, ToptResourceError
+from ..device import DeviceChoice, cpu_threads, resolve_device, torch_threads
+from ..errors import ToptCheckpointError, ToptConfigError
+from ..files import atomic_file
 from ..progress import check_canceled, ensure_reporter
+from . import memory
+from .inputs import build_inputs, check_schema, fit_preprocessing, input_schema
 from .losses import build_targets, srel_loss
-from .model import (SrelEnsemble, SrelModel, build_model, check_schema, estimate_dense_memory, fit_preprocessing,
-                    input_schema, prepare_inputs)
+from .model import SrelEnsemble, SrelModel, build_model
 
 FORMAT = "topt-srel"
 WEIGHTS_FILE = "model.safetensors"
@@ -38,49 +40,6 @@ class SrelResult:
     seconds: float = 0.0
     stopped_early: bool = False
     histories: list = field(default_factory=list)       # one loss list per restart
-
-
-# -- memory --------------------------------------------------------------------------------------
-
-def available_memory(device: str = "cpu") -> int | None:
-    """Bytes available on the device: CUDA free memory, else psutil, else /proc/meminfo; None if unknown."""
-    if device.startswith("cuda"):
-        try:
-            free, _ = torch.cuda.mem_get_info(torch.device(device))
-            return int(free)
-        except Exception:
-            return None
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except Exception:
-        pass
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def check_memory(n: int, config: SrelConfig, device: str = "cpu") -> int:
-    """Raise ToptResourceError if dense attention over n regions will not fit; return the estimate."""
-    need = estimate_dense_memory(n, config)
-    advice = ("use fewer regions (a smaller study area or a coarser grid); a sparse neighbour-limited "
-              "attention mode is planned for large layers")
-    if n > config.max_dense_regions:
-        raise ToptResourceError(
-            f"{n} regions exceed the dense-attention limit of {config.max_dense_regions} "
-            f"(about {need / 1e9:.1f} GB needed); {advice}.")
-    avail = available_memory(device)
-    if avail is not None and need > avail:
-        raise ToptResourceError(
-            f"Training on {n} regions needs about {need / 1e9:.1f} GB but only {avail / 1e9:.1f} GB is "
-            f"available on {device}; {advice}.")
-    return need
 
 
 # -- determinism ---------------------------------------------------------------------------------
@@ -110,33 +69,13 @@ class _Deterministic:
         return self._fork.__exit__(*exc)
 
 
-class _Threads:
-    """Set torch's CPU threads for one call and restore the caller's setting after.
+#: up to this many regions one CPU thread is fastest (the ops are tiny; 6x slower with 2 on a shared 2-core VM)
+SMALL_N = 1000
 
-    ``threads=0`` (auto): one thread up to SMALL_N regions, where the ops are
-    tiny and extra threads only add synchronisation (6x slower measured on a
-    shared 2-core VM); otherwise ``device.limit_threads`` (all but one core).
-    """
 
-    SMALL_N = 1000
-
-    def __init__(self, config: SrelConfig, device: str, n: int):
-        self.want = None
-        if device == "cpu":
-            self.want = config.threads or (1 if n <= self.SMALL_N else 0)
-
-    def __enter__(self):
-        self.before = torch.get_num_threads()
-        if self.want is not None:
-            if self.want:
-                torch.set_num_threads(self.want)
-            else:
-                limit_threads()
-        return self
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.before)
-        return False
+def _threads(config: SrelConfig, device: str, n: int):
+    """torch CPU threads for a run over ``n`` regions (``device.cpu_threads``); unchanged on a GPU."""
+    return torch_threads(cpu_threads(config.threads, small=n <= SMALL_N) if device == "cpu" else None)
 
 
 # -- training ------------------------------------------------------------------------------------
@@ -196,21 +135,21 @@ def train_srel(data, config: SrelConfig = SrelConfig(), reporter=None) -> SrelRe
     data.validate()
     data = data.without_targets()
     choice = resolve_device(config.device)
-    need = check_memory(data.n, config, choice.device)
+    need = memory.check_memory(data.n, config, choice.device)
     more = f", {config.restarts} restarts" if config.restarts > 1 else ""
     reporter.info(f"SREL: training on {choice.device} ({choice.reason}); {data.n} regions, "
                   f"views {', '.join(data.views())}{more}, estimated peak memory {need / 1e9:.2f} GB.")
     dev = torch.device(choice.device)
     member_cfg = config.replace(restarts=1)
     members, histories, epochs, stopped, stats, inputs = [], [], [], False, None, None
-    with _Threads(config, choice.device, data.n):
+    with _threads(config, choice.device, data.n):
         for k in range(config.restarts):
             with _Deterministic(member_seed(config.seed, k), choice.device):
                 if stats is None:
                     stats = fit_preprocessing(data, config)
                 model = SrelModel(member_cfg if config.restarts > 1 else config,
                                   input_schema(data, config), stats).to(dev)
-                inputs = prepare_inputs(model, data, dev)
+                inputs = build_inputs(model, data, dev)
                 targets = build_targets(data, model, dev, inputs)
                 hist, ep, st = _train_member(model, inputs, targets, config, reporter, k)
             members.append(model)
@@ -243,11 +182,11 @@ def embed(model, data, reporter=None) -> np.ndarray:
     check_schema(model.schema, data, model.config)
     check_canceled(reporter)
     choice = resolve_device(model.config.device)
-    check_memory(data.n, model.config, choice.device)
+    memory.check_memory(data.n, model.config, choice.device)
     dev = torch.device(choice.device)
     model = model.to(dev).eval()
-    with _Threads(model.config, choice.device, data.n), torch.no_grad():
-        out = model(prepare_inputs(model, data, dev)).cpu().numpy().astype(np.float32)
+    with _threads(model.config, choice.device, data.n), torch.no_grad():
+        out = model(build_inputs(model, data, dev)).cpu().numpy().astype(np.float32)
     model.cpu()
     reporter.set_progress(100.0)
     return out
@@ -264,9 +203,8 @@ def save_model(result_or_model, folder, data=None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     checkpoint.refuse_unsafe_files(folder)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    tmp = folder / (WEIGHTS_FILE + ".tmp")
-    save_file(state, str(tmp), metadata={"format": FORMAT})
-    os.replace(tmp, folder / WEIGHTS_FILE)
+    with atomic_file(folder / WEIGHTS_FILE) as tmp:
+        save_file(state, str(tmp), metadata={"format": FORMAT})
     files = [WEIGHTS_FILE]
     body = {"config": model.config.to_dict(), "input_schema": model.schema}
     if data is not None:

@@ -1,0 +1,76 @@
+"""Writing results: input fields plus new fields into a feature sink, flushed before return."""
+from __future__ import annotations
+
+import numpy as np
+from qgis.core import QgsFeature, QgsFeatureSink, QgsField, QgsFields, QgsProcessingException
+from qgis.PyQt.QtCore import QVariant
+
+from .reading import check_cancel
+
+
+def output_fields(in_fields: QgsFields, new_fields, feedback=None):
+    """Input fields (minus any whose name a new field takes) + new fields; also the kept input indices."""
+    new_names = {f.name().lower() for f in new_fields}
+    out, keep, replaced = QgsFields(), [], []
+    for i, f in enumerate(in_fields):
+        if f.name().lower() in new_names:
+            replaced.append(f.name())
+            continue
+        out.append(QgsField(f))
+        keep.append(i)
+    for f in new_fields:
+        out.append(f)
+    if replaced and feedback is not None:
+        feedback.pushInfo(f"The input fields {', '.join(replaced[:5])}{'...' if len(replaced) > 5 else ''} "
+                          "are replaced by the new values of the same name in the output (the input layer is "
+                          "unchanged).")
+    return out, keep
+
+
+def double_field(name):
+    return QgsField(name, QVariant.Double, "double", 20, 8)
+
+
+def int_field(name):
+    return QgsField(name, QVariant.Int, "integer", 10)
+
+
+def write_sink(alg, parameters, context, feedback, param, features, in_fields, new_fields, values,
+               wkb_type, crs):
+    """Write all features at once: kept input attributes + ``values`` (rows of Python values)."""
+    check_cancel(feedback)
+    fields, keep = output_fields(in_fields, new_fields, feedback)
+    sink, dest_id = alg.parameterAsSink(parameters, param, context, fields, wkb_type, crs)
+    if sink is None:
+        raise QgsProcessingException(alg.invalidSinkError(parameters, param))
+    for r, f in enumerate(features):
+        out = QgsFeature(fields)
+        if f.hasGeometry():
+            out.setGeometry(f.geometry())
+        attrs = f.attributes()
+        out.setAttributes([attrs[i] for i in keep] + [None if v is None else py_value(v) for v in values[r]])
+        if not sink.addFeature(out, QgsFeatureSink.FastInsert):
+            raise QgsProcessingException(f"Could not write feature {r} to {param}: "
+                                         f"{sink.lastError() if hasattr(sink, 'lastError') else ''}")
+    close_sink(sink)
+    del sink
+    return dest_id
+
+
+def close_sink(sink):
+    """Flush a feature sink now. A file sink is finished only when its last reference goes; callers
+    also ``del`` theirs, so the file is complete when processing.run returns, not at some later GC."""
+    flush = getattr(sink, "flushBuffer", None)
+    if flush is not None:
+        flush()
+
+
+def py_value(v):
+    if isinstance(v, (np.floating, float)):
+        v = float(v)
+        return v if np.isfinite(v) else None
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.bool_,)):
+        return int(bool(v))
+    return v

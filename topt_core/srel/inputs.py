@@ -1,0 +1,128 @@
+"""From ``RegionData`` to the typed tensors the SREL model reads (the collator, kept out of the model).
+
+* ``fit_preprocessing``: every statistic fitted on the training data (each view's scaling,
+  the typical region spacing, the largest distance); stored as model buffers so ``embed``
+  reproduces the preprocessing on new data.
+* ``input_schema`` / ``check_schema``: which views and columns a model was trained on.
+* ``build_inputs``: node features per view, centrality inputs and the pair features
+  (``PairFeatures``) that the attention biases read.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .. import spatial, views
+from ..config import SrelConfig
+from ..errors import ToptDataError
+from ..views import mobility as mob
+
+
+@dataclass
+class PairFeatures:
+    """What the pair-bias modules read, for the pairs that attend to each other (dense: (N, N))."""
+
+    u: torch.Tensor | None = None        # log1p(distance / typical spacing)
+    hops: torch.Tensor | None = None     # hop count in the neighbour graph (bucket bias)
+    flow: torch.Tensor | None = None     # scaled log flow between the two regions, both ways
+
+
+@dataclass
+class SrelInputs:
+    """Everything ``SrelModel.forward`` reads."""
+
+    features: dict = field(default_factory=dict)   # view name -> (N, F) float32
+    degree: torch.Tensor | None = None             # (N,) neighbours in the neighbour graph
+    strength: torch.Tensor | None = None           # (N, 2) out/in mobility strength buckets
+    pairs: PairFeatures = field(default_factory=PairFeatures)
+
+    @property
+    def n(self) -> int:
+        return int(self.degree.shape[0])
+
+
+def model_views(schema: dict) -> list:
+    """The registry views a schema names, in registry order."""
+    return [v for v in views.REGISTRY if v.name in schema["views"]]
+
+
+def input_schema(data, config: SrelConfig) -> dict:
+    present = views.present(data)
+    schema = {"views": [v.name for v in present], "dims": {v.name: v.feature_dim(data, config) for v in present}}
+    for v in views.REGISTRY:
+        for key, value in v.schema(data).items():
+            schema[key] = list(value) if v in present else []
+    schema.update({"n_regions": int(data.n), "crs": str(data.crs), "region_ids": None})
+    if any(v.name == "mobility" for v in present) and config.mobility_features == "rows":
+        schema["region_ids"] = [str(x) for x in data.region_ids]
+    return schema
+
+
+def check_schema(schema: dict, data, config: SrelConfig) -> None:
+    """Refuse data whose views or columns differ from what the model was trained on."""
+    got = input_schema(data, config)
+    if got["views"] != schema["views"]:
+        raise ToptDataError(f"The model was trained on views {schema['views']} but the data has {got['views']}; "
+                            "provide the same inputs (POI, land use, mobility, extra fields) as for training.")
+    for v in views.REGISTRY:
+        for key in v.schema(data):
+            if got.get(key, []) != schema.get(key, []):
+                raise ToptDataError(f"The data's {v.label} columns {got.get(key, [])[:8]} differ from the model's "
+                                    f"{schema.get(key, [])[:8]}; use the same {v.label} columns in the same order "
+                                    "as for training.")
+    if schema.get("region_ids") is not None and got["region_ids"] != schema["region_ids"]:
+        raise ToptDataError("This model encodes OD rows (mobility_features='rows') and is tied to the "
+                            f"{len(schema['region_ids'])} training regions, but the data has other regions; "
+                            "embed the training regions, or retrain with mobility_features='summary'.")
+    if got["dims"] != schema["dims"]:
+        raise ToptDataError(f"The data's input widths {got['dims']} differ from the model's {schema['dims']}; "
+                            "use data with the same columns as for training.")
+
+
+def fit_preprocessing(data, config: SrelConfig) -> dict:
+    """All statistics fitted on the training data (stored as model buffers)."""
+    spacing = spatial.distance_scale(data.centroids)
+    geometry = spatial.PairGeometry(data.centroids, spacing)
+    stats = {}
+    for view in views.present(data):
+        stats.update(view.fit_stats(data, config, geometry))
+    stats["spacing"] = np.array([spacing], np.float32)
+    u_max = float(np.log1p(spatial.max_distance(data.centroids) / spacing))
+    stats["u_max"] = np.array([max(u_max, 1.0)], np.float32)
+    return stats
+
+
+def stat_shapes(schema: dict, config: SrelConfig) -> dict:
+    """Shapes of the statistics for an input schema (to rebuild a model before loading weights)."""
+    shapes = {}
+    for view in model_views(schema):
+        shapes.update(view.stat_shapes(schema["dims"][view.name], config))
+    shapes["spacing"] = (1,)
+    shapes["u_max"] = (1,)
+    return shapes
+
+
+def build_inputs(model, data, device="cpu") -> SrelInputs:
+    """RegionData -> ``SrelInputs`` for ``model.forward`` (uses the model's stored statistics)."""
+    cfg = model.config
+    stats = model.stats()
+    spacing = float(stats["spacing"][0])
+    geometry = spatial.PairGeometry(data.centroids, spacing)
+    to = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
+    inp = SrelInputs(features={v.name: to(v.features(data, stats, cfg, geometry))
+                               for v in model_views(model.schema)})
+    edges = spatial.neighbour_edges(data.centroids, data.adjacency, cfg.neighbours, cfg.knn)
+    inp.degree = to(spatial.degrees(edges, data.n))
+    dist_units = spatial.pairwise_distances(data.centroids, np.float64) / spacing
+    inp.pairs.u = to(np.log1p(dist_units).astype(np.float32))
+    if cfg.spatial_bias == "bucket":
+        inp.pairs.hops = to(spatial.hop_counts(edges, data.n, cfg.max_hops).astype(np.int64))
+    if "mobility" in model.views:
+        fence = float(stats["mobility.fence"][0])
+        inp.strength = to(mob.strength_buckets(mob.strength(data, fence), stats["strength.edges"]))
+        if model.mobility_bias is not None:
+            flow = mob.symmetric_log_flow(data, fence).toarray() / float(stats["flow.scale"][0])
+            inp.pairs.flow = to(flow.astype(np.float32))
+    return inp

@@ -1,0 +1,43 @@
+"""The view registry: every kind of region data the engine understands, one module each.
+
+``REGISTRY`` lists the views in a fixed order (it fixes the order of encoders, losses and
+saved statistics). Each entry is a ``View`` (see ``base.py``): storage in ``RegionData``,
+validation, node features and their statistics, the self-supervised target and loss, and
+the description facet. To add a per-region table (e.g. road length per region)::
+
+    # topt_core/views/roads.py
+    from .base import TableView
+
+    class RoadView(TableView):
+        name, label, unit = "roads", "Road lengths", "road metres"
+
+    VIEW = RoadView()
+
+    # and here:  REGISTRY = (..., roads.VIEW)
+
+Its values then travel as ``RegionData.tables["roads"] = Table(values, columns)``.
+"""
+from __future__ import annotations
+
+from . import extra, landuse, mobility, poi
+from .base import Table, TableView, View
+
+REGISTRY: tuple = (poi.VIEW, landuse.VIEW, mobility.VIEW, extra.VIEW)
+
+__all__ = ["REGISTRY", "Table", "TableView", "View", "get", "names", "present"]
+
+
+def names() -> list[str]:
+    return [v.name for v in REGISTRY]
+
+
+def get(name: str) -> View:
+    for v in REGISTRY:
+        if v.name == name:
+            return v
+    raise KeyError(f"unknown view {name!r}; known: {names()}")
+
+
+def present(data) -> list[View]:
+    """The views present in ``data`` (and not all zero), in registry order."""
+    return [v for v in REGISTRY if v.present(data)]

@@ -1,0 +1,53 @@
+"""The POI view: points of interest counted per region and category."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import joins
+from ..errors import ToptDataError
+from .base import TableView
+
+
+class PoiView(TableView):
+    name, label, facet_rank = "poi", "POI counts", 10
+    attr, columns_attr, column_prefix = "poi_counts", "poi_categories", "poi"
+    unit, facet_lead = "points of interest", "Included POIs"
+
+
+VIEW = PoiView()
+
+
+def count(region_index, categories, n: int, categories_order=None, weights=None):
+    """POI counts per region and category, from each point's region row (the adapters' spatial join).
+
+    Args:
+        region_index: (P,) region row of each point, -1 = outside every region.
+        categories: (P,) category value of each point (None/NaN/"" = null).
+        n: number of regions.
+        categories_order: optional fixed category list (e.g. a saved model's); points in
+            other categories are counted as null. Default: sorted distinct categories.
+        weights: optional (P,) weight per point (default 1).
+
+    Returns:
+        (counts (N, C) float, category names, n_outside, n_null_category, report)
+    """
+    idx = np.asarray(region_index, dtype=np.int64).reshape(-1)
+    keys = joins.keys(categories)
+    if len(keys) != len(idx):
+        raise ToptDataError(f"{len(keys)} categories for {len(idx)} points; expected one per point.")
+    w, ok = joins.clean_weights(weights, len(idx), "POI weight field")
+    rep = joins.ViewReport("poi", records=len(idx))
+    null = np.asarray([k is None for k in keys], dtype=bool)
+    names = list(categories_order) if categories_order is not None else sorted({k for k in keys if k is not None})
+    col = {c: j for j, c in enumerate(names)}
+    cat = np.asarray([col.get(k, -1) if k is not None else -1 for k in keys], dtype=np.int64)
+    null |= cat < 0
+    inside = (idx >= 0) & (idx < n)
+    rep.outside = int((~inside).sum())
+    rep.null_key = int((inside & null).sum())
+    rep.bad_weight = int((inside & ~null & ~ok).sum())
+    use = inside & ~null & ok
+    rep.used = int(use.sum())
+    counts = np.zeros((n, len(names)), dtype=float)
+    np.add.at(counts, (idx[use], cat[use]), w[use])
+    return counts, names, rep.outside, rep.null_key, rep
