@@ -23,7 +23,7 @@ def _split(s: str | None) -> list[str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .config import PromptConfig, SrelConfig
+    from .config import SPATIAL_BIASES, TASKS, PromptConfig, SrelConfig
 
     p = argparse.ArgumentParser(prog="python -m topt_core", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     d = SrelConfig()
     t.add_argument("--epochs", type=int, default=d.epochs)
     t.add_argument("--embed-dim", type=int, default=d.embed_dim)
-    t.add_argument("--spatial-bias", choices=("gaussian", "bucket", "none"), default=d.spatial_bias)
+    t.add_argument("--spatial-bias", choices=SPATIAL_BIASES, default=d.spatial_bias)
     t.add_argument("--no-centrality", action="store_true")
     t.add_argument("--seed", type=int, default=d.seed)
     t.add_argument("--restarts", type=int, default=d.restarts,
@@ -57,11 +57,14 @@ def _parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="Prompt4RE: predict a numeric target for every region")
     pr.add_argument("--input", required=True, help="layer with emb_* fields and the target field")
     pr.add_argument("--target", required=True, help="numeric field, known on some regions (empty = unknown)")
-    pr.add_argument("--task", default="generic", choices=("crime", "checkin", "service", "generic"))
+    pr.add_argument("--task", default="generic", choices=TASKS)
     pr.add_argument("--task-description", default="", help="free text for the generic task")
     pc = PromptConfig()
     pr.add_argument("--text-encoder", default=pc.text_encoder)
     pr.add_argument("--model-dir", help="model folder from train (region descriptions use its stored views)")
+    pr.add_argument("--region-id", help="field holding the model's region ids (default: chosen automatically)")
+    pr.add_argument("--description-fields", help="comma-separated numeric fields describing regions (without model)")
+    pr.add_argument("--report", help="HTML report to write")
     pr.add_argument("--seed", type=int, default=pc.seed)
     pr.add_argument("--device", default=pc.device)
     pr.add_argument("--output", required=True)
@@ -109,20 +112,34 @@ def _predict(a, reporter) -> dict:
 
     from . import io
     from .config import PromptConfig
+    from .files import write_text
+    from .prediction import prediction_data, prediction_embeddings
     from .prompt import run_prompt4re
+    from .report import prediction_report
 
     layer = io.read_layer(a.input)
-    emb = io.embedding_matrix(layer, "emb_")
+    has_emb = any(io.EMBEDDING_FIELD.match(str(c)) for c in layer.columns)
+    emb = io.embedding_matrix(layer, "emb_") if has_emb else None
     y = io.numeric_column(layer, a.target)
-    data = io.region_data_for_prediction(layer, a.model_dir)
+    described = _split(a.description_fields)
+    data, match = prediction_data(io.layer_columns(layer), io.feature_ids(a.input, len(layer)), a.model_dir,
+                                  a.region_id or "", lambda ids: io.layer_region_data(layer, ids, described),
+                                  reporter)
+    emb = prediction_embeddings(emb, a.model_dir, data, match, reporter)
     cfg = PromptConfig(text_encoder=a.text_encoder, task=a.task, task_description=a.task_description,
                        seed=a.seed, device=a.device)
     res = run_prompt4re(emb, data, y, a.target, cfg, reporter)
     name = io.safe_field_name(a.target, max_len=58)   # as the QGIS algorithm: room for 'pred_'
     io.write_layer(layer, {f"pred_{name}": res.predictions, "is_labelled": res.labelled.astype(np.int32),
                            f"oof_{name}": res.oof}, a.output)
-    return {"target": a.target, "task": a.task, "metrics": res.metrics, "ridge_metrics": res.ridge_metrics,
-            "labelled": int(res.labelled.sum()), "regions": int(len(res.predictions)), "output": a.output}
+    out = {"target": a.target, "task": a.task, "metrics": res.metrics, "ridge_metrics": res.ridge_metrics,
+           "labelled": int(res.labelled.sum()), "regions": int(len(res.predictions)), "output": a.output}
+    if a.report:
+        write_text(a.report, prediction_report(a.input, a.target, f"pred_{name}", cfg, res, y,
+                                               [c for c in layer.columns if io.EMBEDDING_FIELD.match(str(c))],
+                                               a.model_dir, match is not None and match.rows is not None))
+        out["report"] = a.report
+    return out
 
 
 def _evaluate(a, reporter) -> dict:

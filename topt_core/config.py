@@ -9,9 +9,24 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .device import DEVICE_CHOICES  # noqa: F401  (re-exported: the allowed DEVICE values)
 from .errors import ToptConfigError
 
 SCHEMA_VERSION = 1
+
+# the allowed values of every choice setting, one source each (algorithms, the CLI and checks read these)
+SPATIAL_BIASES = ("gaussian", "bucket", "none")
+NEIGHBOUR_MODES = ("auto", "touch", "knn")
+MOBILITY_FEATURES = ("summary", "rows")
+ATTENTION_MODES = ("dense",)
+TASKS = ("crime", "checkin", "service", "generic")
+TARGET_TRANSFORMS = ("none", "log1p")
+
+
+def _one_of(owner: str, name: str, value, allowed) -> None:
+    _check(value in allowed, f"{owner}.{name} must be {', '.join(map(str, allowed[:-1]))} or {allowed[-1]}, "
+                             f"got {value!r}." if len(allowed) > 1 else
+           f"{owner}.{name} must be {allowed[0]!r}, got {value!r}.")
 
 
 class _ConfigMixin:
@@ -92,21 +107,18 @@ class SrelConfig(_ConfigMixin):
         _check(self.layers >= 0, f"SrelConfig.layers must be >= 0, got {self.layers}.")
         _check(self.heads >= 1, f"SrelConfig.heads must be >= 1, got {self.heads}.")
         _check(0.0 <= self.dropout < 1.0, f"SrelConfig.dropout must be in [0, 1), got {self.dropout}.")
-        _check(self.spatial_bias in ("gaussian", "bucket", "none"),
-               f"SrelConfig.spatial_bias must be gaussian, bucket or none, got {self.spatial_bias!r}.")
-        _check(self.neighbours in ("auto", "touch", "knn"),
-               f"SrelConfig.neighbours must be auto, touch or knn, got {self.neighbours!r}.")
+        _one_of("SrelConfig", "spatial_bias", self.spatial_bias, SPATIAL_BIASES)
+        _one_of("SrelConfig", "neighbours", self.neighbours, NEIGHBOUR_MODES)
         _check(self.epochs >= 1, f"SrelConfig.epochs must be >= 1, got {self.epochs}.")
         _check(self.lr > 0, f"SrelConfig.lr must be > 0, got {self.lr}.")
-        _check(self.attention in ("dense",), f"SrelConfig.attention must be 'dense', got {self.attention!r}.")
+        _one_of("SrelConfig", "attention", self.attention, ATTENTION_MODES)
         _check(self.knn >= 1, f"SrelConfig.knn must be >= 1, got {self.knn}.")
         _check(self.distance_buckets >= 2, f"SrelConfig.distance_buckets must be >= 2, got {self.distance_buckets}.")
         _check(self.distance_kernels >= 1, f"SrelConfig.distance_kernels must be >= 1, got {self.distance_kernels}.")
         _check(self.max_hops >= 1, f"SrelConfig.max_hops must be >= 1, got {self.max_hops}.")
         _check(self.max_degree >= 1, f"SrelConfig.max_degree must be >= 1, got {self.max_degree}.")
         _check(self.strength_buckets >= 2, f"SrelConfig.strength_buckets must be >= 2, got {self.strength_buckets}.")
-        _check(self.mobility_features in ("summary", "rows"),
-               f"SrelConfig.mobility_features must be summary or rows, got {self.mobility_features!r}.")
+        _one_of("SrelConfig", "mobility_features", self.mobility_features, MOBILITY_FEATURES)
         for name in ("mobility_weight", "poi_weight", "landuse_weight", "extra_weight", "feature_weight"):
             _check(getattr(self, name) >= 0, f"SrelConfig.{name} must be >= 0, got {getattr(self, name)}.")
         _check(self.patience >= 1, f"SrelConfig.patience must be >= 1, got {self.patience}.")
@@ -158,13 +170,11 @@ class PromptConfig(_ConfigMixin):
         _check(len(self.lr_multipliers) >= 1 and all(float(x) > 0 for x in self.lr_multipliers),
                f"PromptConfig.lr_multipliers must be one or more positive numbers, got {self.lr_multipliers}.")
         _check(self.weight_decay >= 0, f"PromptConfig.weight_decay must be >= 0, got {self.weight_decay}.")
-        _check(self.target_transform in ("none", "log1p"),
-               f"PromptConfig.target_transform must be none or log1p, got {self.target_transform!r}.")
+        _one_of("PromptConfig", "target_transform", self.target_transform, TARGET_TRANSFORMS)
         _check(self.folds >= 2, f"PromptConfig.folds must be >= 2, got {self.folds}.")
         _check(self.inner_splits >= 1, f"PromptConfig.inner_splits must be >= 1, got {self.inner_splits}.")
         _check(0.0 < self.inner_val_fraction < 0.9,
                f"PromptConfig.inner_val_fraction must be in (0, 0.9), got {self.inner_val_fraction}.")
         _check(self.ridge_alpha >= 0, f"PromptConfig.ridge_alpha must be >= 0, got {self.ridge_alpha}.")
         _check(self.threads >= 0, f"PromptConfig.threads must be >= 0, got {self.threads}.")
-        _check(self.task in ("crime", "checkin", "service", "generic"),
-               f"PromptConfig.task must be crime, checkin, service or generic, got {self.task!r}.")
+        _one_of("PromptConfig", "task", self.task, TASKS)

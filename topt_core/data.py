@@ -37,6 +37,8 @@ class RegionData:
         targets: name -> (N,) float array, NaN where unknown. Never used by stage 1.
         names: optional (N,) human-readable names used in prompts.
         tables: name -> ``views.Table`` for views added to the registry beyond the built-in four.
+        id_field: the layer field the ids came from ("(feature id)" for feature ids), recorded with
+            a model so prediction matches regions by the same field.
 
     What each view means, how it is checked, scaled and described: ``topt_core.views``.
     """
@@ -56,6 +58,7 @@ class RegionData:
     targets: dict = field(default_factory=dict)
     names: Optional[np.ndarray] = None
     tables: dict = field(default_factory=dict)
+    id_field: str = ""
 
     @property
     def n(self) -> int:

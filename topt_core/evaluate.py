@@ -72,11 +72,21 @@ def ridge_kfold(emb, y, protocol: str = "hafusion-ny", alpha: float = 1.0, n_spl
     return regression_metrics(y, oof), oof
 
 
+def cluster_kmeans(emb, k: int, random_state: int = 3, n_init: int = 10):
+    """KMeans cluster of each region and the within-cluster sum of squares (cluster_regions, the protocol)."""
+    from sklearn.cluster import KMeans
+
+    emb = np.asarray(emb, dtype=float)
+    if k > len(emb):
+        raise ToptDataError(f"K={k} clusters but only {len(emb)} regions; choose K <= {len(emb)}.")
+    km = KMeans(n_clusters=k, random_state=random_state, n_init=n_init)
+    return km.fit_predict(emb), float(km.inertia_)
+
+
 def kmeans_clustering_scores(emb, labels, n_clusters: int = 12, random_state: int = 3, n_init: int = 10) -> dict:
     """KMeans(12, random_state=3, n_init=10) NMI and ARI against reference labels."""
-    from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-    pred = KMeans(n_clusters=n_clusters, random_state=random_state, n_init=n_init).fit_predict(np.asarray(emb))
+    pred, _ = cluster_kmeans(emb, n_clusters, random_state, n_init)
     return {"nmi": float(normalized_mutual_info_score(labels, pred)),
             "ari": float(adjusted_rand_score(labels, pred))}

@@ -19,6 +19,7 @@ from . import joins
 from .crs import utm_epsg_for
 from .data import RegionData
 from .files import atomic_sidecars
+from .matching import FEATURE_ID
 from .errors import ToptDataError
 from .progress import check_canceled, ensure_reporter
 from .views import extra as extra_view
@@ -112,7 +113,7 @@ def read_regions(spec, region_id=None, distance_crs=None):
     if not kinds <= {"Polygon", "MultiPolygon"}:
         raise ToptDataError(f"The region layer holds {sorted(kinds)}; expected polygons. Choose a polygon layer.")
     ids = joins.normalise_ids(_field(gdf, region_id, "REGION_ID_FIELD")) if region_id else \
-        np.asarray([str(i) for i in range(len(gdf))])
+        np.asarray(feature_ids(spec, len(gdf)))     # as QGIS numbers features (a GeoPackage's fid)
     empty = [ids[i] for i, g in enumerate(gdf.geometry) if g is None or g.is_empty]
     if empty:
         raise ToptDataError(f"{len(empty)} region(s) have no geometry (ids {empty[:5]}); every region needs a "
@@ -136,7 +137,8 @@ def read_region_data(regions, region_id=None, pois=None, poi_category=None, od=N
     sidx = metric.sindex
     i_idx, j_idx = sidx.query_bulk(metric, predicate="intersects")
     adjacency = joins.adjacency_from_pairs(i_idx, j_idx, n)
-    data = RegionData(region_ids=ids, centroids=cents, areas=areas, crs=crs, adjacency=adjacency)
+    data = RegionData(region_ids=ids, centroids=cents, areas=areas, crs=crs, adjacency=adjacency,
+                      id_field=region_id or FEATURE_ID)
     check_canceled(rep)
     if pois:
         if not poi_category:
@@ -250,31 +252,43 @@ def embedding_matrix(df, prefix="emb_") -> np.ndarray:
     return emb
 
 
-def region_data_for_prediction(df, model_dir=None, id_field="region_id") -> RegionData:
-    """Views for region descriptions: from a saved model folder (matched by id) or the layer alone."""
-    n = len(df)
-    ids = joins.normalise_ids(df[id_field].tolist()) if id_field in df.columns else \
-        np.asarray([str(i) for i in range(n)])
-    if model_dir:
-        from .checkpoint import load_region_data
+def feature_ids(spec: str, n: int) -> list:
+    """The OGR feature ids of a file layer (a GeoPackage's fid), as QGIS numbers features; 0..n-1 if unknown."""
+    path, layer = split_spec(spec)
+    try:
+        import fiona
 
-        stored = load_region_data(model_dir)
-        if stored is not None:
-            pos = joins.index_of(ids, stored.region_ids)
-            if (pos < 0).any():
-                raise ToptDataError(f"{int((pos < 0).sum())} region(s) of the layer are not in the model folder "
-                                    "(ids differ); use the layer written by train with this model.")
-            return stored.subset(pos)
-    cents = np.zeros((n, 2))
-    areas = np.zeros(n)
-    if "geometry" in df and df.geometry.notna().all():
-        crs = metric_crs(df, None)
-        metric = df.geometry.to_crs(crs)
+        with fiona.open(path, layer=layer) if layer else fiona.open(path) as src:
+            ids = [f.id for f in src]
+    except Exception:    # not an OGR file, fiona missing: row numbers, as geopandas numbers rows
+        return [str(i) for i in range(n)]
+    return [str(x) for x in ids] if len(ids) == n else [str(i) for i in range(n)]
+
+
+def layer_columns(df) -> dict:
+    """field -> values (None where empty) of every attribute column, for matching regions."""
+    return {str(c): [None if _isnull(v) else v for v in df[c].tolist()] for c in df.columns if c != "geometry"}
+
+
+def layer_region_data(df, ids=None, description_fields=()) -> RegionData:
+    """Descriptions from the layer itself: polygons (area, place, neighbours) + numeric description fields."""
+    n = len(df)
+    ids = np.asarray(ids if ids is not None else [str(i) for i in range(n)], dtype=str)
+    cents, areas, crs, adjacency = np.zeros((n, 2)), np.zeros(n), "unknown", None
+    if "geometry" in df and df.geometry.notna().all() and set(df.geometry.geom_type) <= {"Polygon", "MultiPolygon"}:
+        crs_obj = metric_crs(df, None)
+        metric = df.geometry.to_crs(crs_obj)
         cents = np.array([[c.x, c.y] for c in metric.centroid])
         areas = metric.area.to_numpy(dtype=float)
-    # no views: descriptions then say only where the region is and how large it is
-    return RegionData(region_ids=ids, centroids=cents, areas=areas)
-
+        crs = crs_obj.to_string()
+        i_idx, j_idx = metric.sindex.query_bulk(metric, predicate="intersects")
+        adjacency = joins.adjacency_from_pairs(i_idx, j_idx, n)
+    extra = None
+    if description_fields:
+        extra = np.stack([numeric_column(df, f) for f in description_fields], axis=1)
+        extra = np.where(np.isfinite(extra), extra, 0.0)
+    return RegionData(region_ids=ids, centroids=cents, areas=areas, crs=crs, extra=extra,
+                      extra_names=list(description_fields), adjacency=adjacency)
 
 
 def safe_field_name(name: str, prefix: str = "", max_len: int = 63) -> str:

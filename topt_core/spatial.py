@@ -96,7 +96,9 @@ def neighbour_edges(centroids: np.ndarray, adjacency: np.ndarray | None, mode: s
     nearest centroids added so the graph has no isolated nodes.
     """
     n = len(centroids)
-    if mode not in ("auto", "touch", "knn"):
+    from .config import NEIGHBOUR_MODES
+
+    if mode not in NEIGHBOUR_MODES:
         raise ToptConfigError(f"neighbours mode must be auto, touch or knn, got {mode!r}.")
     if mode == "knn" or (mode == "auto" and (adjacency is None or np.asarray(adjacency).size == 0)):
         return knn_edges(centroids, k)

@@ -13,6 +13,7 @@ from qgis.core import QgsCoordinateTransform, QgsFeatureRequest, QgsGeometry, Qg
 
 from topt_core import joins
 from topt_core.data import RegionData
+from topt_core.matching import FEATURE_ID
 from topt_core.views import extra as extra_view
 from topt_core.views import landuse as landuse_view
 from topt_core.views import mobility as mobility_view
@@ -241,5 +242,5 @@ def build_region_data(reg: Regions, inputs: ViewInputs, context, feedback, targe
     data = RegionData(region_ids=reg.ids, centroids=reg.centroids, areas=reg.areas, crs=reg.crs.authid(),
                       poi_counts=poi, poi_categories=poi_names or [], landuse=lu, landuse_classes=lu_names or [],
                       mobility=mob, extra=extra, extra_names=extra_names or [], adjacency=adj,
-                      targets=dict(targets or {}), names=reg.names)
+                      targets=dict(targets or {}), names=reg.names, id_field=reg.id_field or FEATURE_ID)
     return data.validate()

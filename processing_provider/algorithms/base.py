@@ -11,7 +11,8 @@ import os
 import tempfile
 import traceback
 
-from qgis.core import (QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterFeatureSink,
+from qgis.core import (QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterDefinition,
+                       QgsProcessingParameterEnum, QgsProcessingParameterFeatureSink,
                        QgsProcessingParameterFeatureSource, QgsProcessingParameterFile,
                        QgsProcessingParameterFileDestination, QgsProcessingParameterFolderDestination,
                        QgsProcessingParameterVectorDestination, QgsProcessingParameterVectorLayer)
@@ -29,6 +30,26 @@ RUNTIME_DEPS = {
     "scipy": "scipy",
     "safetensors": "safetensors",
 }
+
+
+from topt_core.device import DEVICE_CHOICES as DEVICES  # noqa: E402,F401  (the DEVICE options, re-exported)
+
+
+def enum_param(name, desc, options, default, advanced=False):
+    """An enum parameter that stores its option strings (model and batch files then hold names)."""
+    p = QgsProcessingParameterEnum(name, desc, options=list(options), allowMultiple=False,
+                                   defaultValue=default, usesStaticStrings=True)
+    return _flag_advanced(p) if advanced else p
+
+
+def _flag_advanced(p):
+    p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    return p
+
+
+def advanced(p):
+    """Flag a parameter as advanced (hidden under 'Advanced parameters' in the dialog)."""
+    return _flag_advanced(p)
 
 
 def missing_dependencies(names=None):

@@ -6,9 +6,8 @@ from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutpu
                        QgsProcessingParameterFeatureSink, QgsProcessingParameterFeatureSource,
                        QgsProcessingParameterField, QgsProcessingParameterNumber)
 
-from .. import layers, outputs
-from .base import ToptAlgorithm
-from .train_regions import advanced
+from ..adapters import reading, sinks, styles
+from .base import ToptAlgorithm, advanced
 
 
 class ClusterRegionsAlgorithm(ToptAlgorithm):
@@ -51,32 +50,31 @@ class ClusterRegionsAlgorithm(ToptAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.INERTIA, self.tr("Within-cluster sum of squares")))
 
     def run(self, parameters, context, feedback):
-        from sklearn.cluster import KMeans
+        from topt_core.evaluate import cluster_kmeans
 
         source = self.parameterAsSource(parameters, self.INPUT, context)
         if source is None:
             raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
-        names = layers.embedding_fields(source.fields(),
+        names = reading.embedding_fields(source.fields(),
                                         self.parameterAsFields(parameters, self.EMBEDDING_FIELDS, context))
         if not names:
             raise QgsProcessingException("The input layer has no emb_* fields and EMBEDDING_FIELDS is empty; "
                                          "run 'Train region embeddings' first or choose the embedding fields.")
-        features = layers.read_features(source, feedback, 0, 30)
+        features = reading.read_features(source, feedback, 0, 30)
         k = self.parameterAsInt(parameters, self.K, context)
         if len(features) < k:
             raise QgsProcessingException(f"K={k} clusters but only {len(features)} regions; choose K <= "
                                          f"{len(features)}.")
-        emb = layers.matrix(features, source.fields(), names, "EMBEDDING_FIELDS")
+        emb = reading.matrix(features, source.fields(), names, "EMBEDDING_FIELDS")
         feedback.setProgressText(self.tr(f"KMeans with K={k} on {emb.shape[1]} embedding fields"))
-        km = KMeans(n_clusters=k, random_state=self.parameterAsInt(parameters, self.SEED, context),
-                    n_init=self.parameterAsInt(parameters, self.N_INIT, context))
-        labels = km.fit_predict(emb)
+        labels, inertia = cluster_kmeans(emb, k, self.parameterAsInt(parameters, self.SEED, context),
+                                         self.parameterAsInt(parameters, self.N_INIT, context))
         feedback.setProgress(80)
         sizes = np.bincount(labels, minlength=k)
         feedback.pushInfo(f"Cluster sizes: {', '.join(f'{c}: {s}' for c, s in enumerate(sizes))}.")
-        dest = layers.write_sink(self, parameters, context, feedback, self.OUTPUT, features, source.fields(),
-                                 [layers.int_field(self.CLUSTER_FIELD)], [[int(x)] for x in labels],
+        dest = sinks.write_sink(self, parameters, context, feedback, self.OUTPUT, features, source.fields(),
+                                 [sinks.int_field(self.CLUSTER_FIELD)], [[int(x)] for x in labels],
                                  source.wkbType(), source.sourceCrs())
-        outputs.style_on_load(context, dest, self.CLUSTER_FIELD, "categorized")
+        styles.style_on_load(context, dest, self.CLUSTER_FIELD, "categorized")
         feedback.setProgress(100)
-        return {self.OUTPUT: dest, self.CLUSTERS: k, self.INERTIA: float(km.inertia_)}
+        return {self.OUTPUT: dest, self.CLUSTERS: k, self.INERTIA: inertia}

@@ -9,9 +9,8 @@ from qgis.core import (QgsFields, QgsProcessing, QgsProcessingException, QgsProc
 
 from topt_core.evaluate import PROTOCOLS
 
-from .. import layers, outputs
-from .base import ToptAlgorithm
-from .train_regions import advanced
+from ..adapters import reading, sinks
+from .base import ToptAlgorithm, advanced
 
 PROTOCOL_NAMES = tuple(PROTOCOLS)
 
@@ -64,12 +63,14 @@ class EvaluateEmbeddingsAlgorithm(ToptAlgorithm):
 
     def run(self, parameters, context, feedback):
         from topt_core.evaluate import kmeans_clustering_scores, ridge_kfold
+        from topt_core.files import write_text
+        from topt_core.report import evaluation_report
 
         source = self.parameterAsSource(parameters, self.INPUT, context)
         if source is None:
             raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
         fields = source.fields()
-        names = layers.embedding_fields(fields, self.parameterAsFields(parameters, self.EMBEDDING_FIELDS, context))
+        names = reading.embedding_fields(fields, self.parameterAsFields(parameters, self.EMBEDDING_FIELDS, context))
         if not names:
             raise QgsProcessingException("The input layer has no emb_* fields and EMBEDDING_FIELDS is empty; "
                                          "choose the embedding fields.")
@@ -84,12 +85,12 @@ class EvaluateEmbeddingsAlgorithm(ToptAlgorithm):
                                          "a target must not be among the embedding fields.")
         protocol = self.parameterAsEnumString(parameters, self.PROTOCOL, context)
         alpha = self.parameterAsDouble(parameters, self.ALPHA, context)
-        features = layers.read_features(source, feedback, 0, 20, with_geometry=False)
-        emb = layers.matrix(features, fields, names, "EMBEDDING_FIELDS")
+        features = reading.read_features(source, feedback, 0, 20, with_geometry=False)
+        emb = reading.matrix(features, fields, names, "EMBEDDING_FIELDS")
         rows, oofs = [], {}
         for t, target in enumerate(targets):
-            layers._check_cancel(feedback)
-            y = layers.matrix(features, fields, [target], "TARGET_FIELDS", allow_null=True)[:, 0]
+            reading.check_cancel(feedback)
+            y = reading.matrix(features, fields, [target], "TARGET_FIELDS", allow_null=True)[:, 0]
             known = np.isfinite(y)
             feedback.setProgressText(f"Ridge k-fold ({protocol}) on {target}: {int(known.sum())} regions")
             metrics, oof = ridge_kfold(emb[known], y[known], protocol=protocol, alpha=alpha)
@@ -101,8 +102,8 @@ class EvaluateEmbeddingsAlgorithm(ToptAlgorithm):
             feedback.setProgress(20 + 60 * (t + 1) / max(len(targets), 1))
         if label_field:
             k = self.parameterAsInt(parameters, self.N_CLUSTERS, context)
-            lidx = layers.field_or_fail(source, label_field, "CLUSTER_LABEL_FIELD")
-            labels = [layers._value(f.attribute(lidx)) for f in features]
+            lidx = reading.field_or_fail(source, label_field, "CLUSTER_LABEL_FIELD")
+            labels = [reading.value(f.attribute(lidx)) for f in features]
             known = np.asarray([v is not None for v in labels])
             lab = np.asarray([str(v) for v, ok in zip(labels, known) if ok])
             if known.sum() < k:
@@ -120,12 +121,12 @@ class EvaluateEmbeddingsAlgorithm(ToptAlgorithm):
         from qgis.PyQt.QtCore import QVariant
 
         for name, kind in cols:
-            out_fields.append(layers.double_field(name) if kind == "dbl" else (
-                layers.int_field(name) if kind == "int" else QgsField(name, QVariant.String, "string", 80)))
-        layers._check_cancel(feedback)     # before anything is written: a cancel leaves no report behind
+            out_fields.append(sinks.double_field(name) if kind == "dbl" else (
+                sinks.int_field(name) if kind == "int" else QgsField(name, QVariant.String, "string", 80)))
+        reading.check_cancel(feedback)     # before anything is written: a cancel leaves no report behind
         report = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context)
         if report:
-            outputs.atomic_text(report, self.report_html(source.sourceName(), names, protocol, alpha, rows, oofs))
+            write_text(report, evaluation_report(source.sourceName(), names, protocol, alpha, rows, oofs))
         sink, dest = self.parameterAsSink(parameters, self.OUTPUT, context, out_fields, QgsWkbTypes.NoGeometry,
                                           QgsCoordinateReferenceSystem())
         if sink is None:
@@ -134,31 +135,12 @@ class EvaluateEmbeddingsAlgorithm(ToptAlgorithm):
 
         for row in rows:
             f = QgsFeature(out_fields)
-            f.setAttributes([layers._py(v) for v in row])
+            f.setAttributes([sinks.py_value(v) for v in row])
             sink.addFeature(f, QgsFeatureSink.FastInsert)
-        layers.close_sink(sink)
+        sinks.close_sink(sink)
         del sink
         feedback.setProgress(100)
         result = {self.OUTPUT: dest}
         if report:
             result[self.OUTPUT_REPORT] = report
         return result
-
-    def report_html(self, layer_name, names, protocol, alpha, rows, oofs):
-        header = ["target", "method", "protocol", "regions", "MAE", "RMSE", "R²", "NMI", "ARI"]
-        body = [[r[0], r[1], r[2], r[3]] + [outputs.fmt(v) if v is not None else "" for v in r[4:]] for r in rows]
-        sections = [("Results", outputs.table(header, body)),
-                    ("Settings", outputs.table(["setting", "value"], [
-                        ["layer", layer_name], ["embedding fields", f"{len(names)} ({names[0]} .. {names[-1]})"],
-                        ["protocol", f"{protocol}: {PROTOCOLS[protocol]} (folds, shuffle, random_state)"],
-                        ["Ridge alpha", alpha],
-                        ["clustering", "KMeans(random_state=3, n_init=10), NMI/ARI (sklearn)"]])),
-                    ("About these figures", "<p>Ridge regression k-fold: out-of-fold predictions of all folds "
-                     "are pooled, negatives clipped to 0, then MAE/RMSE/R² are computed, exactly as the "
-                     "published region-embedding papers do, so these numbers are comparable with theirs. "
-                     "Regions with an empty target are left out.</p>")]
-        for target, (y, oof) in oofs.items():
-            scatter, hist = outputs.plots(y, oof, f"{target} (Ridge, {protocol})")
-            sections.append((f"{target}: observed vs out-of-fold", outputs.img(scatter, "scatter")
-                             + outputs.img(hist, "residuals")))
-        return outputs.html_page("ToPT embedding evaluation", sections)

@@ -2,34 +2,17 @@
 from __future__ import annotations
 
 from qgis.core import (QgsProcessing, QgsProcessingOutputNumber, QgsProcessingOutputString,
-                       QgsProcessingParameterBoolean, QgsProcessingParameterCrs, QgsProcessingParameterDefinition,
-                       QgsProcessingParameterEnum, QgsProcessingParameterFeatureSink,
+                       QgsProcessingParameterBoolean, QgsProcessingParameterCrs, QgsProcessingParameterFeatureSink,
                        QgsProcessingParameterFeatureSource, QgsProcessingParameterField,
                        QgsProcessingParameterFolderDestination, QgsProcessingParameterNumber)
 
-from topt_core.config import SrelConfig
+from topt_core.config import NEIGHBOUR_MODES, SPATIAL_BIASES, SrelConfig
 
-from .. import layers, outputs
+from ..adapters import regions, sinks, spatial_join
 from ..feedback import FeedbackReporter
-from .base import ToptAlgorithm
+from .base import DEVICES, ToptAlgorithm, advanced, enum_param
 
 DEFAULTS = SrelConfig()
-SPATIAL_BIAS = ("gaussian", "bucket", "none")
-NEIGHBOURS = ("auto", "touch", "knn")
-DEVICES = ("auto", "cpu", "cuda")
-
-
-def enum_param(name, desc, options, default, advanced=False):
-    p = QgsProcessingParameterEnum(name, desc, options=list(options), allowMultiple=False,
-                                   defaultValue=default, usesStaticStrings=True)
-    if advanced:
-        p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-    return p
-
-
-def advanced(p):
-    p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-    return p
 
 
 class TrainRegionsAlgorithm(ToptAlgorithm):
@@ -128,13 +111,13 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
                                      minValue=1, maxValue=64)))
         self.addParameter(advanced(N(self.DROPOUT, self.tr("Dropout"), N.Double, d.dropout,
                                      minValue=0.0, maxValue=0.95)))
-        self.addParameter(enum_param(self.SPATIAL_BIAS, self.tr("Spatial encoding of distances"), SPATIAL_BIAS,
+        self.addParameter(enum_param(self.SPATIAL_BIAS, self.tr("Spatial encoding of distances"), SPATIAL_BIASES,
                                      d.spatial_bias, advanced=True))
         self.addParameter(advanced(QgsProcessingParameterBoolean(
             self.CENTRALITY, self.tr("Centrality encoding (degree, mobility strength)"), d.centrality)))
         self.addParameter(advanced(QgsProcessingParameterBoolean(
             self.MOBILITY_BIAS, self.tr("OD flow as attention bias"), d.mobility_bias)))
-        self.addParameter(enum_param(self.NEIGHBOURS, self.tr("Neighbour graph"), NEIGHBOURS, d.neighbours,
+        self.addParameter(enum_param(self.NEIGHBOURS, self.tr("Neighbour graph"), NEIGHBOUR_MODES, d.neighbours,
                                      advanced=True))
         self.addParameter(advanced(N(self.KNN, self.tr("Nearest neighbours (knn graph)"), N.Integer, d.knn,
                                      minValue=1, maxValue=100)))
@@ -177,10 +160,10 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
             patience=i(self.PATIENCE), threads=i(self.THREADS), seed=i(self.SEED),
             restarts=i(self.RESTARTS), device=self.parameterAsEnumString(parameters, self.DEVICE, context))
 
-    def view_inputs(self, parameters, context) -> layers.ViewInputs:
+    def view_inputs(self, parameters, context) -> spatial_join.ViewInputs:
         s = lambda k: self.parameterAsString(parameters, k, context)  # noqa: E731
         src = lambda k: self.parameterAsSource(parameters, k, context)  # noqa: E731
-        return layers.ViewInputs(
+        return spatial_join.ViewInputs(
             pois=src(self.POIS), poi_category_field=s(self.POI_CATEGORY_FIELD),
             mobility=src(self.MOBILITY), mobility_origin_field=s(self.MOBILITY_ORIGIN_FIELD),
             mobility_destination_field=s(self.MOBILITY_DESTINATION_FIELD),
@@ -196,11 +179,11 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
 
             raise QgsProcessingException(self.invalidSourceError(parameters, self.REGIONS))
         crs = self.parameterAsCrs(parameters, self.DISTANCE_CRS, context)
-        reg = layers.read_regions(source, self.parameterAsString(parameters, self.REGION_ID_FIELD, context),
+        reg = regions.read_regions(source, self.parameterAsString(parameters, self.REGION_ID_FIELD, context),
                                   context, feedback, distance_crs=crs,
                                   name_field=self.parameterAsString(parameters, self.REGION_NAME_FIELD, context),
                                   start=start, end=start + (end - start) / 4)
-        data = layers.build_region_data(reg, self.view_inputs(parameters, context), context, feedback,
+        data = spatial_join.build_region_data(reg, self.view_inputs(parameters, context), context, feedback,
                                         start=start + (end - start) / 4, end=end)
         return reg, data
 
@@ -208,6 +191,7 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
 
     def run(self, parameters, context, feedback):
         from topt_core.device import resolve_device
+        from topt_core.files import atomic_folder
         from topt_core.progress import StageReporter
         from topt_core.srel import save_model, train_srel
 
@@ -228,18 +212,14 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
         check_canceled(reporter)
         model_dir = self.parameterAsString(parameters, self.OUTPUT_MODEL, context)
         names = [f"emb_{k:03d}" for k in range(emb.shape[1])]
-        written = {}
 
-        def write_both(tmp):
-            # model into the temporary folder, then the layer; the model folder is moved into place only
-            # when both succeeded, so a failed or cancelled write leaves neither (hostile matrix, issue 6)
+        # model into a temporary folder, then the layer; the model folder is moved into place only when
+        # both succeeded, so a failed or cancelled write leaves neither (hostile matrix, issue 6)
+        with atomic_folder(model_dir) as tmp:
             save_model(res, tmp, data=data)
-            written["dest"] = layers.write_sink(self, parameters, context, feedback, self.OUTPUT, reg.features,
-                                                reg.fields, [layers.double_field(n) for n in names],
-                                                emb.astype(float).tolist(), reg.wkb_type, reg.source_crs)
-
-        model_dir = outputs.atomic_folder(model_dir, write_both)
-        dest = written["dest"]
+            dest = sinks.write_sink(self, parameters, context, feedback, self.OUTPUT, reg.features, reg.fields,
+                                    [sinks.double_field(n) for n in names], emb.astype(float).tolist(),
+                                    reg.wkb_type, reg.source_crs)
         feedback.setProgress(100.0)
         return {self.OUTPUT: dest, self.OUTPUT_MODEL: model_dir, self.REGIONS_OUT: data.n,
                 self.EPOCHS_RUN: res.epochs_run, self.DEVICE_OUT: str(res.device.device if res.device else choice.device),

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from topt_core import io
-from topt_core.atomic import atomic_file, atomic_folder
+from topt_core.files import atomic_file, atomic_folder
 from topt_core.errors import ToptDataError
+from tests.tiny_encoder import source as tiny_source
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "resources" / "sample" / "manhattan.gpkg"
@@ -88,10 +89,15 @@ def test_atomic_helpers_leave_nothing_on_failure(tmp_path):
             raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
     (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "old.txt").write_text("old")
+    (tmp_path / "model" / "notes.txt").write_text("the user's")                 # not a model file: kept
+    (tmp_path / "model" / "old.safetensors").write_text("old weights")          # a model file: replaced
+    (tmp_path / "model" / "config.json").write_text("{}")
     with atomic_folder(tmp_path / "model") as d:
-        (d / "new.txt").write_text("new")
-    assert [p.name for p in (tmp_path / "model").iterdir()] == ["new.txt"]
+        (d / "config.json").write_text('{"new": 1}')
+        (d / "model.safetensors").write_text("new weights")
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["config.json", "model.safetensors",
+                                                                      "notes.txt"]
+    assert (tmp_path / "model" / "config.json").read_text() == '{"new": 1}'
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
 
 
@@ -122,7 +128,7 @@ def test_cli_train_predict_cluster_and_evaluate(tmp_path):
     assert emb.shape == (180, 16) and np.isfinite(emb).all()
     assert (tmp_path / "model" / "model.safetensors").exists()
     p = _cli("predict", "--input", tmp_path / "emb.gpkg", "--target", "crime_count", "--task", "crime",
-             "--model-dir", tmp_path / "model", "--text-encoder", "tiny-random:bert", "--device", "cpu",
+             "--model-dir", tmp_path / "model", "--text-encoder", tiny_source("bert"), "--device", "cpu",
              "--output", tmp_path / "pred.gpkg")
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads(p.stdout)

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from topt_core.errors import ToptConfigError
+from tests.tiny_encoder import source as tiny_source
 
 TEXTS = ["Predict the crime count of this urban region.",
          "Included POIs: 16 educational (2.9%), 31 commercial (5.6%), 558 in total. Land use: residential 40%.",
@@ -18,9 +19,8 @@ def cache(tmp_path_factory):
 def test_tiny_encoders_shapes_finite_padding_invariant(kind, pooling, cache):
     from topt_core.prompt import get_text_encoder
 
-    enc = get_text_encoder(f"tiny-random:{kind}", cache_dir=cache)
+    enc = get_text_encoder(tiny_source(kind), cache_dir=cache)
     assert enc.pooling == pooling and enc.dim == 32
-    assert any("RANDOM" in w for w in enc.warnings)
     batch = np.stack(enc._run_model(TEXTS, batch_size=8))
     alone = np.stack(enc._run_model(TEXTS[:1], batch_size=1))
     assert batch.shape == (3, 32) and batch.dtype == np.float32 and np.isfinite(batch).all()
@@ -29,8 +29,9 @@ def test_tiny_encoders_shapes_finite_padding_invariant(kind, pooling, cache):
 
 
 @pytest.mark.parametrize("source", ["bert-base-uncased", "Qwen/Qwen2-VL", "sentence-transformers/all-MiniLM-L6-v2",
-                                    "hub:bert-base-uncased"])
+                                    "hub:bert-base-uncased", "tiny-random:bert"])
 def test_hub_ids_are_refused(source, cache):
+    """Bare hub ids and unknown prefixes (tiny-random: is a test helper, not a product source) are refused."""
     from topt_core.prompt import get_text_encoder
 
     with pytest.raises(ToptConfigError, match="dir:/path"):
@@ -50,19 +51,19 @@ def test_missing_dir_is_refused(tmp_path):
 def test_dir_source_loads_a_local_folder(cache):
     from topt_core.prompt import get_text_encoder
 
-    tiny = get_text_encoder("tiny-random:llama", cache_dir=cache)
-    enc = get_text_encoder(f"dir:{tiny.folder}", cache_dir=cache)
+    tiny = get_text_encoder(tiny_source("llama"), cache_dir=cache)
+    enc = get_text_encoder(f"dir:{tiny.folder}/.", cache_dir=cache)     # the same folder, spelt differently
     assert enc.model_type == "llama" and enc.pooling == "last" and enc.revision == tiny.revision
-    assert enc.model_key != tiny.model_key          # the source string is part of the key
+    assert enc.folder == tiny.folder and enc.model_key != tiny.model_key   # the source string is part of the key
     v = enc.encode(TEXTS[:2])
     assert v.shape == (2, 32) and np.isfinite(v).all()
 
 
 def test_cache_hit_does_not_load_the_model(cache, monkeypatch):
     from topt_core.prompt import get_text_encoder
-    from topt_core.prompt.encoders import TextEncoder
+    from topt_core.prompt.text_encoder import TextEncoder
 
-    first = get_text_encoder("tiny-random:qwen2", cache_dir=cache)
+    first = get_text_encoder(tiny_source("qwen2"), cache_dir=cache)
     v1 = first.encode(TEXTS)
     assert first.loads == 1 and first.last_misses == 3
 
@@ -70,7 +71,7 @@ def test_cache_hit_does_not_load_the_model(cache, monkeypatch):
         raise AssertionError("the model was loaded although every prompt was cached")
 
     monkeypatch.setattr(TextEncoder, "_load", boom)
-    second = get_text_encoder("tiny-random:qwen2", cache_dir=cache)
+    second = get_text_encoder(tiny_source("qwen2"), cache_dir=cache)
     v2 = second.encode(list(reversed(TEXTS)) + TEXTS[:1])
     np.testing.assert_array_equal(v2, np.concatenate([v1[::-1], v1[:1]]))
     assert second.loads == 0 and second.last_hits == 4

@@ -1,10 +1,13 @@
-"""topt_core.views: counting, weighing and validating the region views."""
+"""Counting, weighing and validating the region views (topt_core.joins and each view's module)."""
 import numpy as np
 import pytest
 
 from topt_core.errors import ToptDataError
-from topt_core.views import (adjacency_from_pairs, clean_weights, id_string, index_of, landuse_shares,
-                             normalise_ids, numeric_table, od_matrix, poi_counts)
+from topt_core.joins import adjacency_from_pairs, clean_weights, id_string, index_of, normalise_ids
+from topt_core.views.extra import numeric_table
+from topt_core.views.landuse import shares as landuse_shares
+from topt_core.views.mobility import od_matrix
+from topt_core.views.poi import count as poi_counts
 
 
 def test_id_string_canonical_forms():
@@ -97,20 +100,19 @@ def test_adjacency_from_pairs_symmetric_dedup_no_self():
         adjacency_from_pairs([0], [3], 3)
 
 
-def test_subset_region_data_reorders_views_od_and_adjacency():
+def test_region_data_subset_reorders_views_od_and_adjacency():
     import scipy.sparse as sp
 
     from topt_core.data import RegionData
-    from topt_core.views import subset_region_data
 
     d = RegionData(region_ids=np.array(["a", "b", "c"]), centroids=np.arange(6.0).reshape(3, 2),
                    areas=np.array([1.0, 2.0, 3.0]), poi_counts=np.array([[1.0], [2.0], [3.0]]),
                    mobility=sp.csr_matrix(np.array([[0, 1, 2], [3, 0, 4], [5, 6, 0]], dtype=float)),
                    adjacency=np.array([[0, 1, 1, 2], [1, 0, 2, 1]])).validate()
-    s = subset_region_data(d, [2, 0])
+    s = d.subset([2, 0])
     assert s.region_ids.tolist() == ["c", "a"] and s.areas.tolist() == [3.0, 1.0]
     assert s.poi_counts[:, 0].tolist() == [3.0, 1.0]
     assert s.mobility.toarray().tolist() == [[0, 5], [2, 0]]
     assert s.adjacency.shape == (2, 0)        # a-b and b-c: b is not kept
-    s = subset_region_data(d, [1, 2])
+    s = d.subset([1, 2])
     assert sorted(map(tuple, s.adjacency.T.tolist())) == [(0, 1), (1, 0)]

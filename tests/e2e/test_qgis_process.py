@@ -7,6 +7,7 @@ import zipfile
 import pytest
 
 from .conftest import ROOT, SAMPLE, QgisProcess
+from tests.tiny_encoder import source as tiny_source
 
 pytestmark = pytest.mark.e2e
 
@@ -55,7 +56,7 @@ def test_train_then_predict_on_sample_through_qgis_process(qgis_process, sample_
     pred = tmp_path / "pred.gpkg"
     report = tmp_path / "report.html"
     res = qgis_process.run_json("topt:predict_regions", {
-        "INPUT": out, "TARGET_FIELD": "crime_count", "TASK": "crime", "TEXT_ENCODER": "tiny-random:bert",
+        "INPUT": out, "TARGET_FIELD": "crime_count", "TASK": "crime", "TEXT_ENCODER": tiny_source("bert"),
         "MODEL": model, "OUTPUT": pred, "OUTPUT_REPORT": report})
     cols, n = _gpkg_columns(pred)
     assert n == 180 and "pred_crime_count" in cols and "is_labelled" in cols

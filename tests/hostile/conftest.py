@@ -12,10 +12,11 @@ import os
 from pathlib import Path
 
 import pytest
+from tests.tiny_encoder import source as tiny_source
 
 TINY_TRAIN = {"EPOCHS": 2, "EMBED_DIM": 8, "HIDDEN_DIM": 8, "LAYERS": 1, "HEADS": 2, "DEVICE": "cpu",
               "SEED": 7, "THREADS": 1}
-TINY_PREDICT = {"TEXT_ENCODER": "tiny-random:bert", "EPOCHS": 2, "FOLDS": 2, "DEVICE": "cpu", "SEED": 3}
+TINY_PREDICT = {"TEXT_ENCODER": tiny_source("bert"), "EPOCHS": 2, "FOLDS": 2, "DEVICE": "cpu", "SEED": 3}
 # a polygon grid in Manhattan (lon/lat), cells ~ 0.002 deg
 LON0, LAT0, STEP = -73.99, 40.73, 0.002
 

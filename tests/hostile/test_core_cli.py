@@ -12,6 +12,7 @@ import pytest
 from topt_core.errors import ToptConfigError, ToptResourceError
 
 from .conftest import assert_refusal, snapshot
+from tests.tiny_encoder import source as tiny_source
 
 pytestmark = pytest.mark.hostile
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,7 +24,7 @@ SAMPLE = ROOT / "resources" / "sample" / "manhattan.gpkg"
 def test_dense_attention_estimate_refuses_a_huge_layer_before_allocating():
     from topt_core.config import SrelConfig
     from topt_core.srel import estimate_dense_memory
-    from topt_core.srel.train import check_memory
+    from topt_core.srel.memory import check_memory
 
     cfg = SrelConfig()
     small, big = estimate_dense_memory(1000, cfg), estimate_dense_memory(100_000, cfg)
@@ -37,9 +38,10 @@ def test_dense_attention_estimate_refuses_a_huge_layer_before_allocating():
 
 def test_train_srel_refuses_when_the_memory_probe_says_too_little(monkeypatch):
     from tests.core.srel_fixtures import FAST, tiny_data
+    from topt_core.srel import memory
     from topt_core.srel import train as srel_train
 
-    monkeypatch.setattr(srel_train, "available_memory", lambda device="cpu": 10 * 2 ** 20)
+    monkeypatch.setattr(memory, "available_memory", lambda device="cpu": 10 * 2 ** 20)
     called = []
     monkeypatch.setattr(srel_train, "SrelModel", lambda *a, **k: called.append(1))
     with pytest.raises(ToptResourceError) as exc:
@@ -136,7 +138,7 @@ def test_cli_predict_constant_target(tmp_path):
                           geometry=[box(i, 0, i + 1, 1) for i in range(n)], crs="EPSG:32618")
     df.to_file(tmp_path / "emb.gpkg", driver="GPKG")
     before = snapshot(tmp_path)
-    proc = _cli("predict", "--input", tmp_path / "emb.gpkg", "--target", "y", "--text-encoder", "tiny-random:bert",
+    proc = _cli("predict", "--input", tmp_path / "emb.gpkg", "--target", "y", "--text-encoder", tiny_source("bert"),
                 "--device", "cpu", "--output", tmp_path / "pred.gpkg")
     assert_refusal(_one_error_line(proc), "same value")
     assert snapshot(tmp_path) == before

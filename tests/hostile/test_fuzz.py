@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from topt_core.data import RegionData
 from topt_core.errors import ToptError
+from tests.tiny_encoder import source as tiny_source
 
 pytestmark = pytest.mark.hostile
 
@@ -66,7 +67,9 @@ def test_validate_returns_clean_data_or_topt_error(data):
 @FUZZ
 @given(st.data())
 def test_view_builders(d):
-    from topt_core import views
+    from topt_core import joins
+    from topt_core.views import mobility as mobility_view
+    from topt_core.views import poi as poi_view
 
     n = d.draw(st.integers(0, 6))
     p = d.draw(st.integers(0, 12))
@@ -74,17 +77,17 @@ def test_view_builders(d):
     cats = d.draw(st.lists(st.one_of(st.none(), st.sampled_from(["a", "b", "", "NULL", 3, 3.0, float("nan")])),
                            min_size=p, max_size=p))
     w = d.draw(st.one_of(st.none(), st.lists(st.one_of(st.none(), VALUES, st.just("x")), min_size=p, max_size=p)))
-    res = _only_topt_errors(views.poi_counts, idx, cats, n, weights=w)
+    res = _only_topt_errors(poi_view.count, idx, cats, n, weights=w)
     if res is not None:
         counts = res[0]
         assert counts.shape == (n, len(res[1])) and np.isfinite(counts).all() and (counts >= 0).all()
     dst = d.draw(st.lists(st.integers(-1, n + 1), min_size=p, max_size=p))
-    res = _only_topt_errors(views.od_matrix, idx, dst, w, n)
+    res = _only_topt_errors(mobility_view.od_matrix, idx, dst, w, n)
     if res is not None:
         assert res[0].shape == (n, n) and np.isfinite(res[0].data).all()
     ids = d.draw(st.lists(st.one_of(st.none(), st.integers(-3, 20), st.sampled_from(["12", "12.0", " 4 ", "x"]),
                                     st.floats(allow_nan=True)), min_size=n, max_size=n))
-    res = _only_topt_errors(views.normalise_ids, ids)
+    res = _only_topt_errors(joins.normalise_ids, ids)
     if res is not None:
         assert len(res) == n and all(isinstance(x, str) and x for x in res)
 
@@ -132,7 +135,7 @@ def test_run_prompt4re_finite_or_topt_error(d):
                       crs="EPSG:32618", poi_counts=matrix(d.draw, n, 2, 1.0) + 1.0, poi_categories=["food", "shop"])
     emb = matrix(d.draw, n, 3, 0.8)
     y = matrix(d.draw, n, 1, 0.4)[:, 0]
-    cfg = PromptConfig(text_encoder="tiny-random:bert", epochs=2, folds=2, inner_splits=1, device="cpu", threads=1,
+    cfg = PromptConfig(text_encoder=tiny_source("bert"), epochs=2, folds=2, inner_splits=1, device="cpu", threads=1,
                        text_rank=2)
     res = _only_topt_errors(run_prompt4re, emb, data, y, "y", cfg)
     if res is not None:

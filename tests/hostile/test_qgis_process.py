@@ -8,6 +8,7 @@ import pytest
 from tests.e2e.conftest import QgisProcess
 
 from .conftest import sha, snapshot
+from tests.tiny_encoder import source as tiny_source
 
 pytestmark = [pytest.mark.hostile, pytest.mark.e2e]
 
@@ -89,7 +90,7 @@ def test_qgis_process_predict_with_a_planted_pickle(qp, tmp_path):
     (tmp_path / "m" / "weights.pkl").write_bytes(pickle.dumps(Evil(marker)))
     before = snapshot(tmp_path)
     proc = qp("run", "topt:predict_regions", "--", f"INPUT={res['results']['OUTPUT']}", "TARGET_FIELD=rid",
-              f"MODEL={tmp_path / 'm'}", "TEXT_ENCODER=tiny-random:bert", "DEVICE=cpu",
+              f"MODEL={tmp_path / 'm'}", f"TEXT_ENCODER={tiny_source('bert')}", "DEVICE=cpu",
               f"OUTPUT={tmp_path / 'p.gpkg'}", f"OUTPUT_REPORT={tmp_path / 'r.html'}", check=False)
     _check_failure(proc, "pickle-capable", "weights.pkl")
     assert not marker.exists()

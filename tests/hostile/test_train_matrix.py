@@ -216,9 +216,9 @@ def test_device_auto_falls_back_to_cpu_with_the_reason(run_alg, tmp_path):
 
 def test_too_many_regions_for_dense_attention_refused_before_allocating(run_alg, tmp_path, monkeypatch):
     """The memory probe says 50 MB free: refused with the figure and advice, before training starts."""
-    import topt_core.srel.train as srel_train
+    import topt_core.srel.memory as srel_memory
 
-    monkeypatch.setattr(srel_train, "available_memory", lambda device="cpu": 50 * 2 ** 20)
+    monkeypatch.setattr(srel_memory, "available_memory", lambda device="cpu": 50 * 2 ** 20)
     before = snapshot(tmp_path)
     res, msg, fb = run_alg("topt:train_regions", base_params(tmp_path))
     assert_refusal(msg, ["needs about", "GB", "available on cpu"], expected=False)

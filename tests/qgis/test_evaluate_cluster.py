@@ -131,7 +131,7 @@ def test_batch_runs_over_parameter_sets(trained, tmp_path):
 
 
 def test_styles_for_loaded_outputs(trained, qgis_app):
-    from topt.processing_provider import outputs
+    from topt.processing_provider.adapters import styles as outputs
 
     _, emb_path, _, _ = trained
     layer = QgsVectorLayer(str(emb_path), "emb", "ogr")

@@ -37,16 +37,16 @@ def ogr(gpkg, name):
 
 @pytest.fixture(scope="module")
 def sample_data(qgis_app, sample_copy):
-    from topt.processing_provider import layers
+    from topt.processing_provider.adapters import regions, spatial_join
 
     ctx, fb = QgsProcessingContext(), Recorder()
     ctx.setProject(QgsProject.instance())
-    reg = layers.read_regions(source(ogr(sample_copy, "regions")), "region_id", ctx, fb)
-    inputs = layers.ViewInputs(pois=source(ogr(sample_copy, "pois")), poi_category_field="category",
+    reg = regions.read_regions(source(ogr(sample_copy, "regions")), "region_id", ctx, fb)
+    inputs = spatial_join.ViewInputs(pois=source(ogr(sample_copy, "pois")), poi_category_field="category",
                                mobility=source(ogr(sample_copy, "od")), mobility_origin_field="origin_id",
                                mobility_destination_field="destination_id", mobility_count_field="trips",
                                landuse_fields=LU_FIELDS)
-    return layers.build_region_data(reg, inputs, ctx, fb), fb
+    return spatial_join.build_region_data(reg, inputs, ctx, fb), fb
 
 
 def test_views_from_layers_equal_the_benchmark_arrays(sample_data, shared_data):
@@ -101,25 +101,25 @@ def squares(n=3, crs="EPSG:32618", x0=580000, y0=4500000, size=1000, extra=""):
 
 
 def test_points_outside_and_null_categories_are_reported(qgis_app):
-    from topt.processing_provider import layers
+    from topt.processing_provider.adapters import regions, spatial_join
 
     ctx, fb = QgsProcessingContext(), Recorder()
-    reg = layers.read_regions(source(squares()), "rid", ctx, fb)
+    reg = regions.read_regions(source(squares()), "rid", ctx, fb)
     pts = memory_points([((580500, 4500500), "a"), ((581500, 4500500), "b"), ((581600, 4500500), None),
                          ((590000, 4500500), "a")], crs="EPSG:32618")
-    counts, names = layers.poi_view(source(pts), "category", reg, ctx, fb)
+    counts, names = spatial_join.join_pois(source(pts), "category", reg, ctx, fb)
     assert names == ["a", "b"] and counts.tolist() == [[1, 0], [0, 1], [0, 0]]
     text = " ".join(fb.warnings)
     assert "1 of 4 POI points lie outside every region" in text and "empty category" in text
     # adjacency: the three squares touch in a row
-    assert sorted(map(tuple, layers.adjacency(reg, fb).T.tolist())) == [(0, 1), (1, 0), (1, 2), (2, 1)]
+    assert sorted(map(tuple, regions.adjacency(reg, fb).T.tolist())) == [(0, 1), (1, 0), (1, 2), (2, 1)]
 
 
 def test_od_lines_first_and_last_vertex_and_unknown_ids(qgis_app):
-    from topt.processing_provider import layers
+    from topt.processing_provider.adapters import regions, spatial_join
 
     ctx, fb = QgsProcessingContext(), Recorder()
-    reg = layers.read_regions(source(squares()), "rid", ctx, fb)
+    reg = regions.read_regions(source(squares()), "rid", ctx, fb)
     lines = QgsVectorLayer("LineString?crs=EPSG:32618&field=n:integer", "od", "memory")
     feats = []
     for (x1, x2, n) in ((580500, 582500, 3), (582500, 580500, 2), (580500, 599999, 9), (581200, 581800, 4)):
@@ -128,7 +128,7 @@ def test_od_lines_first_and_last_vertex_and_unknown_ids(qgis_app):
         f.setAttributes([n])
         feats.append(f)
     lines.dataProvider().addFeatures(feats)
-    m = layers.mobility_view(source(lines), reg, ctx, fb, count_field="n")
+    m = spatial_join.join_mobility(source(lines), reg, ctx, fb, count_field="n")
     assert m.toarray().tolist() == [[0, 0, 3], [0, 4, 0], [2, 0, 0]]
     assert any("1 of 4 OD records" in w for w in fb.warnings)
     # table mode with ids that do not exist
@@ -140,21 +140,21 @@ def test_od_lines_first_and_last_vertex_and_unknown_ids(qgis_app):
         feats.append(f)
     table.dataProvider().addFeatures(feats)
     fb = Recorder()
-    m = layers.mobility_view(source(table), reg, ctx, fb, "o", "d", "t")
+    m = spatial_join.join_mobility(source(table), reg, ctx, fb, "o", "d", "t")
     assert m.toarray().tolist() == [[0, 5, 0], [0, 0, 0], [2, 0, 0]]
     assert any("r9" in w for w in fb.warnings)
     with pytest.raises(QgsProcessingException, match="MOBILITY_DESTINATION_FIELD"):
-        layers.mobility_view(source(table), reg, ctx, fb, "o", "", "t")
+        spatial_join.join_mobility(source(table), reg, ctx, fb, "o", "", "t")
     with pytest.raises(QgsProcessingException, match="None of the 3 OD records"):
-        reg_other = layers.read_regions(source(squares()), "", ctx, fb)   # feature ids 1..3, not r0..r2
-        layers.mobility_view(source(table), reg_other, ctx, fb, "o", "d", "t")
+        reg_other = regions.read_regions(source(squares()), "", ctx, fb)   # feature ids 1..3, not r0..r2
+        spatial_join.join_mobility(source(table), reg_other, ctx, fb, "o", "d", "t")
 
 
 def test_landuse_polygons_area_shares(qgis_app):
-    from topt.processing_provider import layers
+    from topt.processing_provider.adapters import regions, spatial_join
 
     ctx, fb = QgsProcessingContext(), Recorder()
-    reg = layers.read_regions(source(squares(2)), "rid", ctx, fb)
+    reg = regions.read_regions(source(squares(2)), "rid", ctx, fb)
     lu = QgsVectorLayer("Polygon?crs=EPSG:32618&field=cls:string", "lu", "memory")
     feats = []
     for wkt, cls in (("POLYGON((580000 4500000,580500 4500000,580500 4501000,580000 4501000,580000 4500000))", "park"),
@@ -164,25 +164,25 @@ def test_landuse_polygons_area_shares(qgis_app):
         f.setAttributes([cls])
         feats.append(f)
     lu.dataProvider().addFeatures(feats)
-    shares, names = layers.landuse_view(source(lu), "cls", reg, ctx, fb)
+    shares, names = spatial_join.join_landuse(source(lu), "cls", reg, ctx, fb)
     assert names == ["park", "res"]
     np.testing.assert_allclose(shares, [[0.5, 0.25], [0.0, 0.25]])
 
 
 def test_metric_crs_choice_and_refusals(qgis_app):
-    from topt.processing_provider import layers
+    from topt.processing_provider.adapters import regions, spatial_join
 
     ctx, fb = QgsProcessingContext(), Recorder()
     sq = squares()
-    reg = layers.read_regions(source(sq), "rid", ctx, fb, distance_crs=QgsCoordinateReferenceSystem("EPSG:3857"))
+    reg = regions.read_regions(source(sq), "rid", ctx, fb, distance_crs=QgsCoordinateReferenceSystem("EPSG:3857"))
     assert reg.crs.authid() == "EPSG:3857"
     with pytest.raises(QgsProcessingException, match="geographic"):
-        layers.read_regions(source(sq), "rid", ctx, fb, distance_crs=QgsCoordinateReferenceSystem("EPSG:4326"))
+        regions.read_regions(source(sq), "rid", ctx, fb, distance_crs=QgsCoordinateReferenceSystem("EPSG:4326"))
     with pytest.raises(QgsProcessingException, match="REGION_ID_FIELD"):
-        layers.read_regions(source(sq), "nope", ctx, fb)
+        regions.read_regions(source(sq), "nope", ctx, fb)
     pts = memory_points([((580500, 4500500), "a")], crs="EPSG:32618")
     with pytest.raises(QgsProcessingException, match="POI_CATEGORY_FIELD"):
-        layers.poi_view(source(pts), "", reg, ctx, fb)
+        spatial_join.join_pois(source(pts), "", reg, ctx, fb)
 
 
 def test_safe_field_names():
@@ -195,11 +195,11 @@ def test_safe_field_names():
 
 
 def test_od_lines_reproduce_the_od_table(sample_data, sample_copy):
-    from topt.processing_provider import layers
+    from topt.processing_provider.adapters import regions, spatial_join
 
     data, _ = sample_data
     ctx, fb = QgsProcessingContext(), Recorder()
-    reg = layers.read_regions(source(ogr(sample_copy, "regions")), "region_id", ctx, fb)
+    reg = regions.read_regions(source(ogr(sample_copy, "regions")), "region_id", ctx, fb)
     regions, od = ogr(sample_copy, "regions"), ogr(sample_copy, "od")
     inside = {f["region_id"]: f.geometry().pointOnSurface().asPoint() for f in regions.getFeatures()}
     lines = QgsVectorLayer("MultiLineString?crs=EPSG:4326&field=trips:integer", "l", "memory")
@@ -211,7 +211,7 @@ def test_od_lines_reproduce_the_od_table(sample_data, sample_copy):
         g.setAttributes([f["trips"]])
         feats.append(g)
     lines.dataProvider().addFeatures(feats)
-    m = layers.mobility_view(source(lines), reg, ctx, fb, count_field="trips")
+    m = spatial_join.join_mobility(source(lines), reg, ctx, fb, count_field="trips")
     np.testing.assert_array_equal(m.toarray(), data.mobility.toarray())
     assert not fb.warnings
 

@@ -3,6 +3,7 @@ import numpy as np
 from qgis.core import QgsProcessingContext, QgsProcessingFeedback, QgsProcessingModelAlgorithm
 
 from topt_test_helpers import LU_FIELDS, ROOT, as_layer, sha256, uri
+from tests.tiny_encoder import source as tiny_source
 
 MODEL = ROOT / "resources" / "models" / "train_and_predict.model3"
 
@@ -20,7 +21,7 @@ def test_model3_loads_and_runs(topt_provider, sample_copy, tmp_path):
     params = {"regions": uri(sample_copy, "regions"), "region_id": "region_id", "pois": uri(sample_copy, "pois"),
               "poi_category": "category", "od_table": uri(sample_copy, "od"), "od_origin": "origin_id",
               "od_destination": "destination_id", "od_trips": "trips", "landuse_fields": LU_FIELDS,
-              "target": "crime_count", "task": "crime", "text_encoder": "tiny-random:bert", "embed_dim": 8,
+              "target": "crime_count", "task": "crime", "text_encoder": tiny_source("bert"), "embed_dim": 8,
               "train_epochs": 3, "head_epochs": 5, "folds": 3,
               "train_regions:embeddings": str(tmp_path / "emb.gpkg"),
               "train_regions:model_folder": str(tmp_path / "model"),

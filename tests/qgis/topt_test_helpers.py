@@ -8,6 +8,7 @@ checked-in file is never opened for writing.
 import hashlib
 import os
 from pathlib import Path
+from tests.tiny_encoder import source as tiny_source
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "resources" / "sample" / "manhattan.gpkg"
@@ -16,7 +17,7 @@ LU_FIELDS = [f"lu_{i:02d}" for i in range(11)]
 os.environ.setdefault("TOPT_CACHE_DIR", str(ROOT / ".cache" / "topt-tests"))
 
 FAST_SREL = {"EMBED_DIM": 16, "HIDDEN_DIM": 16, "LAYERS": 1, "HEADS": 2, "EPOCHS": 5, "DEVICE": "cpu", "SEED": 7}
-FAST_PROMPT = {"TEXT_ENCODER": "tiny-random:bert", "FOLDS": 3, "EPOCHS": 10, "DEVICE": "cpu"}
+FAST_PROMPT = {"TEXT_ENCODER": tiny_source("bert"), "FOLDS": 3, "EPOCHS": 10, "DEVICE": "cpu"}
 
 
 def sha256(path) -> str:

@@ -69,9 +69,10 @@ def check_schema(schema: dict, data, config: SrelConfig) -> None:
     for v in views.REGISTRY:
         for key in v.schema(data):
             if got.get(key, []) != schema.get(key, []):
-                raise ToptDataError(f"The data's {v.label} columns {got.get(key, [])[:8]} differ from the model's "
-                                    f"{schema.get(key, [])[:8]}; use the same {v.label} columns in the same order "
-                                    "as for training.")
+                what = getattr(v, "columns_label", "") or f"{v.label} columns"
+                raise ToptDataError(f"The data's {what} {got.get(key, [])[:8]} differ from the model's "
+                                    f"{schema.get(key, [])[:8]}; use the same {what} in the same order as for "
+                                    "training.")
     if schema.get("region_ids") is not None and got["region_ids"] != schema["region_ids"]:
         raise ToptDataError("This model encodes OD rows (mobility_features='rows') and is tied to the "
                             f"{len(schema['region_ids'])} training regions, but the data has other regions; "

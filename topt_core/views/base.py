@@ -108,6 +108,7 @@ class TableView(View):
     column_prefix = None      # default column names "<prefix>_<j>"
     unit = "records"          # for "No <unit> recorded." (count views)
     facet_lead = ""           # first words of its description sentence (default: the label)
+    columns_label = ""        # what its columns are called in messages (default: "<label> columns")
 
     @property
     def schema_key(self) -> str:

@@ -10,7 +10,7 @@ from .base import TableView
 
 class ExtraView(TableView):
     name, label, facet_rank = "extra", "Extra numeric region fields", 50
-    attr, columns_attr, column_prefix = "extra", "extra_names", "extra"
+    attr, columns_attr, column_prefix, columns_label = "extra", "extra_names", "extra", "extra fields"
     counts, facet_lead = False, "Other attributes"
 
 

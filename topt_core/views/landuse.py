@@ -13,7 +13,7 @@ MAX_LANDUSE = 5          # classes named in a description
 
 class LanduseView(TableView):
     name, label, facet_rank = "landuse", "land-use values", 20
-    attr, columns_attr, column_prefix = "landuse", "landuse_classes", "landuse"
+    attr, columns_attr, column_prefix, columns_label = "landuse", "landuse_classes", "landuse", "land-use classes"
 
     def describe(self, data) -> list[str]:
         """"Land use: residential 40%, ..." (the 5 largest shares)."""

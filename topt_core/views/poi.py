@@ -10,7 +10,7 @@ from .base import TableView
 
 class PoiView(TableView):
     name, label, facet_rank = "poi", "POI counts", 10
-    attr, columns_attr, column_prefix = "poi_counts", "poi_categories", "poi"
+    attr, columns_attr, column_prefix, columns_label = "poi_counts", "poi_categories", "poi", "POI categories"
     unit, facet_lead = "points of interest", "Included POIs"
 
 

@@ -1,0 +1,64 @@
+"""How loaded outputs look: graduated or categorized renderers, applied when the desktop loads a result."""
+from __future__ import annotations
+
+from qgis.core import (QgsCategorizedSymbolRenderer, QgsClassificationQuantile, QgsGraduatedSymbolRenderer,
+                       QgsProcessingLayerPostProcessorInterface, QgsRendererCategory, QgsStyle, QgsSymbol,
+                       QgsVectorLayer)
+
+
+class _StylePostProcessor(QgsProcessingLayerPostProcessorInterface):
+    """Graduated (numeric field) or categorized (class field) renderer on the loaded output."""
+
+    _alive = []   # Processing keeps only a raw pointer: hold a Python reference until the layer is styled
+
+    def __init__(self, field: str, kind: str, classes: int = 5):
+        super().__init__()
+        self.field, self.kind, self.classes = field, kind, classes
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802
+        if isinstance(layer, QgsVectorLayer) and layer.isValid():
+            apply_style(layer, self.field, self.kind, self.classes)
+
+    @classmethod
+    def create(cls, field, kind, classes=5):
+        pp = cls(field, kind, classes)
+        cls._alive.append(pp)
+        del cls._alive[:-32]
+        return pp
+
+
+def apply_style(layer, field: str, kind: str, classes: int = 5) -> bool:
+    """Style ``layer`` by ``field``: kind 'graduated' (quantiles, Viridis) or 'categorized'."""
+    idx = layer.fields().indexFromName(field)
+    if idx < 0:
+        return False
+    symbol = QgsSymbol.defaultSymbol(layer.geometryType())
+    if symbol is None:
+        return False
+    ramp = QgsStyle.defaultStyle().colorRamp("Viridis") or QgsStyle.defaultStyle().colorRamp("Spectral")
+    if kind == "graduated":
+        r = QgsGraduatedSymbolRenderer(field)
+        r.setSourceSymbol(symbol)
+        if ramp is not None:
+            r.setSourceColorRamp(ramp)
+        r.setClassificationMethod(QgsClassificationQuantile())
+        r.updateClasses(layer, classes)
+    else:
+        values = sorted(v for v in layer.uniqueValues(idx) if v is not None and str(v) != "NULL")
+        cats = []
+        for k, v in enumerate(values):
+            sym = symbol.clone()
+            if ramp is not None:
+                sym.setColor(ramp.color(k / max(len(values) - 1, 1)))
+            cats.append(QgsRendererCategory(v, sym, str(v)))
+        r = QgsCategorizedSymbolRenderer(field, cats)
+    layer.setRenderer(r)
+    layer.triggerRepaint()
+    return True
+
+
+def style_on_load(context, dest_id, field, kind, classes=5):
+    """Attach a style post-processor when the result will be loaded into a project (desktop)."""
+    if dest_id and context.willLoadLayerOnCompletion(dest_id):
+        context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(
+            _StylePostProcessor.create(field, kind, classes))
