@@ -113,6 +113,7 @@ def _predict(a, reporter) -> dict:
     from . import io
     from .config import PromptConfig
     from .files import write_text
+    from .naming import safe_field_name
     from .prediction import prediction_data, prediction_embeddings
     from .prompt import run_prompt4re
     from .report import prediction_report
@@ -129,7 +130,7 @@ def _predict(a, reporter) -> dict:
     cfg = PromptConfig(text_encoder=a.text_encoder, task=a.task, task_description=a.task_description,
                        seed=a.seed, device=a.device)
     res = run_prompt4re(emb, data, y, a.target, cfg, reporter)
-    name = io.safe_field_name(a.target, max_len=58)   # as the QGIS algorithm: room for 'pred_'
+    name = safe_field_name(a.target, max_len=58)   # as the QGIS algorithm: room for 'pred_'
     io.write_layer(layer, {f"pred_{name}": res.predictions, "is_labelled": res.labelled.astype(np.int32),
                            f"oof_{name}": res.oof}, a.output)
     out = {"target": a.target, "task": a.task, "metrics": res.metrics, "ridge_metrics": res.ridge_metrics,

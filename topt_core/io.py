@@ -291,17 +291,6 @@ def layer_region_data(df, ids=None, description_fields=()) -> RegionData:
                       extra_names=list(description_fields), adjacency=adjacency)
 
 
-def safe_field_name(name: str, prefix: str = "", max_len: int = 63) -> str:
-    """A portable field name: lowercase ascii letters, digits and '_', starting with a letter.
-
-    Both front doors name output fields with this (the QGIS adapter re-exports it).
-    """
-    s = re.sub(r"[^0-9a-zA-Z_]+", "_", str(name)).strip("_").lower() or "value"
-    if not s[0].isalpha() and not prefix:
-        s = "f_" + s
-    return (prefix + s)[:max_len]
-
-
 def write_layer(df, columns: dict, path, layer: str | None = None) -> Path:
     """Write ``df`` plus new columns to a vector file atomically (temp file, then rename)."""
     gpd = _gpd()

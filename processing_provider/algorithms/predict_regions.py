@@ -12,7 +12,7 @@ from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutpu
 from topt_core.config import TARGET_TRANSFORMS, TASKS, PromptConfig
 from topt_core.evaluate import PROTOCOLS
 from topt_core.files import write_text
-from topt_core.io import safe_field_name
+from topt_core.naming import safe_field_name
 
 from ..adapters import reading, regions, sinks, styles
 from ..feedback import FeedbackReporter

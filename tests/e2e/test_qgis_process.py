@@ -73,6 +73,8 @@ def test_failure_gives_rc_1_and_a_clear_message(qgis_process, tmp_path):
     assert proc.returncode == 1
     text = proc.stdout + proc.stderr
     assert "Traceback" not in text
+    # what was wrong, what was expected, how to fix it
+    assert "The region layer has no features; expected at least 2 polygons. Check the layer" in text, text[-2000:]
     assert not (tmp_path / "o.gpkg").exists()
 
 

@@ -52,16 +52,24 @@ def _only_topt_errors(fn, *args, **kw):
         return None
 
 
-@FUZZ
-@given(region_data(clean_p=0.4))
-def test_validate_returns_clean_data_or_topt_error(data):
-    out = _only_topt_errors(data.validate)
-    if out is not None:
-        assert out.n >= 2 and len(set(out.region_ids)) == out.n
-        for arr in (out.poi_counts, out.extra, out.landuse):
-            assert arr is None or (np.isfinite(arr).all() and arr.shape[0] == out.n)
-        assert out.mobility is None or np.isfinite(out.mobility.data).all()
-        assert out.views()
+def test_validate_returns_clean_data_or_topt_error():
+    accepted = []
+
+    @FUZZ
+    @given(region_data(clean_p=0.4))
+    def check(data):
+        out = _only_topt_errors(data.validate)
+        accepted.append(out is not None)
+        if out is not None:
+            assert out.n >= 2 and len(set(out.region_ids)) == out.n
+            for arr in (out.poi_counts, out.extra, out.landuse):
+                assert arr is None or (np.isfinite(arr).all() and arr.shape[0] == out.n)
+            assert out.mobility is None or np.isfinite(out.mobility.data).all()
+            assert out.views()
+
+    check()
+    # refusing everything would pass the checks above: a share of the examples must be clean data
+    assert sum(accepted) >= 0.05 * len(accepted), f"{sum(accepted)} of {len(accepted)} examples accepted"
 
 
 @FUZZ

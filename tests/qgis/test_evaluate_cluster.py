@@ -144,6 +144,7 @@ def test_styles_for_loaded_outputs(trained, qgis_app):
     # the post-processor is attached only when the result will be loaded (desktop), and styles the layer
     ctx = Ctx()
     outputs.style_on_load(ctx, "some_id", "crime_count", "graduated")          # not loading: nothing attached
+    assert not ctx.willLoadLayerOnCompletion("some_id") and not ctx.layersToLoadOnCompletion()
     ctx.addLayerToLoadOnCompletion(layer.id(), Ctx.LayerDetails("emb", ctx.project()))
     outputs.style_on_load(ctx, layer.id(), "crime_count", "graduated")
     pp = ctx.layerToLoadOnCompletionDetails(layer.id()).postProcessor()

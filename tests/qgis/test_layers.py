@@ -186,7 +186,7 @@ def test_metric_crs_choice_and_refusals(qgis_app):
 
 
 def test_safe_field_names():
-    from topt.processing_provider.layers import safe_field_name
+    from topt_core.naming import safe_field_name
 
     assert safe_field_name("Crime Count (2019)") == "crime_count_2019"
     assert safe_field_name("2019 value") == "f_2019_value"
@@ -200,8 +200,8 @@ def test_od_lines_reproduce_the_od_table(sample_data, sample_copy):
     data, _ = sample_data
     ctx, fb = QgsProcessingContext(), Recorder()
     reg = regions.read_regions(source(ogr(sample_copy, "regions")), "region_id", ctx, fb)
-    regions, od = ogr(sample_copy, "regions"), ogr(sample_copy, "od")
-    inside = {f["region_id"]: f.geometry().pointOnSurface().asPoint() for f in regions.getFeatures()}
+    region_layer, od = ogr(sample_copy, "regions"), ogr(sample_copy, "od")
+    inside = {f["region_id"]: f.geometry().pointOnSurface().asPoint() for f in region_layer.getFeatures()}
     lines = QgsVectorLayer("MultiLineString?crs=EPSG:4326&field=trips:integer", "l", "memory")
     feats = []
     for f in od.getFeatures():

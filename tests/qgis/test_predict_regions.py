@@ -60,9 +60,9 @@ def test_predict_from_memory_layer_partial_labels_and_odd_target_name(trained, t
         **FAST_PROMPT, "OUTPUT": "TEMPORARY_OUTPUT"})
     out = as_layer(res["OUTPUT"])
     assert res["PRED_FIELD"] == "pred_check_ins_2014" and res["LABELLED"] == 180 - len(unknown)
+    assert re.fullmatch(r"[a-z0-9_]+", res["PRED_FIELD"]) and res["PRED_FIELD"] in out.fields().names()
     feats = {f.id(): f for f in out.getFeatures()}
     for fid, f in feats.items():
-        assert re.fullmatch(r"[a-z0-9_]+", "pred_check_ins_2014")
         assert np.isfinite(f["pred_check_ins_2014"])
         if f["is_labelled"]:
             assert np.isfinite(f["oof_check_ins_2014"])
