@@ -191,5 +191,5 @@ def test_landuse_polygons_give_area_shares_and_od_lines_locate_ends(tmp_path):
     assert data.landuse_classes == ["housing", "park"]
     np.testing.assert_allclose(data.landuse, [[0.5, 0.5], [0.5, 0.0]], atol=1e-5)
     assert data.mobility.toarray().tolist() == [[0, 3], [2, 0]]
-    assert "1 of 3 land-use pieces have an empty class; they were left out." in warnings
+    assert "1 of 4 land-use pieces have an empty class; they were left out." in warnings   # housing spans 2 regions
     assert "1 of 3 OD records lie outside every region; they were left out." in warnings
