@@ -60,7 +60,7 @@ def run(embeddings_by_seed: dict, data, encoders=("MiniLM", "SmolLM2"), tasks=TA
     from topt_core.evaluate import ridge_kfold
     from topt_core.prompt import run_prompt4re
 
-    base = dict(config_overrides or {})
+    base = {"protocol": "hafusion-ny", **(config_overrides or {})}     # the benchmark's folds (users: random)
     out = {t: {} for t in tasks}
     for task in tasks:
         y = data.targets[task]

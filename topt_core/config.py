@@ -20,7 +20,7 @@ NEIGHBOUR_MODES = ("auto", "touch", "knn")
 MOBILITY_FEATURES = ("summary", "rows")
 ATTENTION_MODES = ("dense",)
 TASKS = ("crime", "checkin", "service", "generic")
-TARGET_TRANSFORMS = ("none", "log1p")
+TARGET_TRANSFORMS = ("auto", "none", "log1p")
 
 
 def _one_of(owner: str, name: str, value, allowed) -> None:
@@ -148,14 +148,21 @@ class PromptConfig(_ConfigMixin):
     lr_multipliers: tuple = (1.0,)      # inner-validation learning-rate grid: lr * each
     weight_decay: float = 1e-3
     ridge_alpha: float = 1.0
-    target_transform: str = "none"      # "none" | "log1p" (metrics always in original units)
-    folds: int = 10
-    protocol: str = "hafusion-ny"       # outer folds: see topt_core.evaluate.make_folds
+    target_transform: str = "auto"      # "auto" (chosen on inner folds) | "none" | "log1p"; metrics in original units
+    folds: int = 0                      # outer folds; 0 = the protocol's own number (random: 10)
+    protocol: str = "random"            # outer folds: see topt_core.evaluate.PROTOCOLS (benchmarks: hafusion-ny)
     inner_splits: int = 3               # inner K-fold partition of each outer training fold (1 = one hold-out)
     inner_val_fraction: float = 0.2     # validation share when inner_splits == 1
     seed: int = 2026
     device: str = "auto"
     threads: int = 0                    # CPU threads for torch; 0 = all but one core (all on <= 2 cores)
+
+    @property
+    def outer_folds(self) -> int:
+        """The number of outer folds that runs: ``folds``, else the protocol's own."""
+        from .evaluate import PROTOCOLS
+
+        return self.folds or PROTOCOLS[self.protocol].folds
 
     def __post_init__(self):
         _check(self.heads >= 1, f"PromptConfig.heads must be >= 1, got {self.heads}.")
@@ -171,7 +178,11 @@ class PromptConfig(_ConfigMixin):
                f"PromptConfig.lr_multipliers must be one or more positive numbers, got {self.lr_multipliers}.")
         _check(self.weight_decay >= 0, f"PromptConfig.weight_decay must be >= 0, got {self.weight_decay}.")
         _one_of("PromptConfig", "target_transform", self.target_transform, TARGET_TRANSFORMS)
-        _check(self.folds >= 2, f"PromptConfig.folds must be >= 2, got {self.folds}.")
+        _check(self.folds == 0 or self.folds >= 2, f"PromptConfig.folds must be 0 (the protocol's) or >= 2, "
+                                                   f"got {self.folds}.")
+        from .evaluate import PROTOCOLS
+
+        _one_of("PromptConfig", "protocol", self.protocol, tuple(PROTOCOLS))
         _check(self.inner_splits >= 1, f"PromptConfig.inner_splits must be >= 1, got {self.inner_splits}.")
         _check(0.0 < self.inner_val_fraction < 0.9,
                f"PromptConfig.inner_val_fraction must be in (0, 0.9), got {self.inner_val_fraction}.")

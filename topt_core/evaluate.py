@@ -10,30 +10,81 @@ from __future__ import annotations
 
 import numpy as np
 
+from dataclasses import dataclass
+
 from .errors import ToptConfigError, ToptDataError
 
-# name -> (n_splits, shuffle, random_state); see shared/data/README.md §6
+@dataclass(frozen=True)
+class Protocol:
+    """How the labelled regions are split into outer folds."""
+
+    folds: int
+    shuffle: bool = False
+    random_state: int | None = None      # None with shuffle: the run's seed
+    spatial: bool = False                # folds are spatially contiguous blocks (KMeans on centroids)
+    drop_zero_checkins: bool = False     # check-in task: regions with 0 check-ins are left out (HAFusion Chi/SF)
+    about: str = ""
+
+    def describe(self, n_splits: int | None = None, seed: int | None = None) -> str:
+        k = n_splits or self.folds
+        if self.spatial:
+            return f"{k} folds of spatially contiguous blocks (KMeans on centroids, seed {seed})"
+        if not self.shuffle:
+            return f"KFold({k}) in layer order, not shuffled"
+        rs = self.random_state if self.random_state is not None else seed
+        return f"KFold({k}), shuffled (random_state {rs})"
+
+
+# see shared/data/README.md §6 for the published ones
 PROTOCOLS = {
-    "hafusion-ny": (10, False, None),
-    "mvure-5fold": (5, False, None),
-    "hafusion-chi": (25, True, 2024),
-    "hafusion-sf": (10, True, 2024),
-    "topt-chi": (10, True, 2024),
+    "random": Protocol(10, True, None, about="the default for your own data: shuffled folds"),
+    "spatial-blocks": Protocol(10, spatial=True, about="each test fold is one contiguous area: how well the "
+                               "model predicts where no region nearby is labelled"),
+    "hafusion-ny": Protocol(10, False, None, about="HAFusion/ToPT Manhattan benchmark (layer order)"),
+    "mvure-5fold": Protocol(5, False, None, about="MVURE/MGFN/HREP/GURPP benchmark (layer order)"),
+    "hafusion-chi": Protocol(25, True, 2024, drop_zero_checkins=True, about="HAFusion Chicago benchmark"),
+    "hafusion-sf": Protocol(10, True, 2024, drop_zero_checkins=True, about="HAFusion San Francisco benchmark"),
+    "topt-chi": Protocol(10, True, 2024, drop_zero_checkins=True, about="ToPT Chicago benchmark"),
 }
+DEFAULT_USER_PROTOCOL = "random"
 
 
-def make_folds(n: int, protocol: str = "hafusion-ny", n_splits: int | None = None):
-    """List of (train_idx, test_idx) for ``n`` samples under a named protocol."""
+def protocol(name: str) -> Protocol:
+    if name not in PROTOCOLS:
+        raise ToptConfigError(f"Unknown protocol {name!r}; expected one of {', '.join(PROTOCOLS)}.")
+    return PROTOCOLS[name]
+
+
+def make_folds(n: int, name: str = "hafusion-ny", n_splits: int | None = None, seed: int = 0, coords=None):
+    """List of (train_idx, test_idx) for ``n`` samples under a named protocol.
+
+    ``n_splits`` (0/None: the protocol's own number) overrides the number of folds; ``seed`` shuffles
+    the protocols without a fixed random state; ``coords`` (n, 2) are needed by ``spatial-blocks``.
+    """
     from sklearn.model_selection import KFold
 
-    if protocol not in PROTOCOLS:
-        raise ToptConfigError(f"Unknown protocol {protocol!r}; expected one of {sorted(PROTOCOLS)}.")
-    k, shuffle, rs = PROTOCOLS[protocol]
-    k = n_splits or k
+    p = protocol(name)
+    k = n_splits or p.folds
     if n < k:
         raise ToptDataError(f"Only {n} labelled regions for {k}-fold cross-validation; label at least {k} "
                             f"regions or use fewer folds.")
-    return list(KFold(n_splits=k, shuffle=shuffle, random_state=rs).split(np.arange(n)))
+    if p.spatial:
+        return spatial_block_folds(coords, k, seed)
+    rs = (p.random_state if p.random_state is not None else int(seed)) if p.shuffle else None
+    return list(KFold(n_splits=k, shuffle=p.shuffle, random_state=rs).split(np.arange(n)))
+
+
+def spatial_block_folds(coords, k: int, seed: int = 0):
+    """k folds, each a spatially contiguous block: KMeans(k) on the (metric) coordinates."""
+    from sklearn.cluster import KMeans
+
+    if coords is None:
+        raise ToptDataError("The spatial-blocks protocol needs the regions' locations; give a polygon layer (or a "
+                            "model folder with the stored regions), or choose PROTOCOL=random.")
+    c = np.asarray(coords, dtype=float)
+    block = KMeans(n_clusters=k, random_state=int(seed) % 2 ** 31, n_init=10).fit_predict(c)
+    idx = np.arange(len(c))
+    return [(idx[block != b], idx[block == b]) for b in range(k) if (block == b).any()]
 
 
 def regression_metrics(y_true, y_pred) -> dict:
@@ -47,7 +98,8 @@ def regression_metrics(y_true, y_pred) -> dict:
             "r2": float(r2_score(y_true, y_pred))}
 
 
-def ridge_kfold(emb, y, protocol: str = "hafusion-ny", alpha: float = 1.0, n_splits: int | None = None):
+def ridge_kfold(emb, y, protocol: str = "hafusion-ny", alpha: float = 1.0, n_splits: int | None = None,
+                seed: int = 0, coords=None):
     """The published Ridge protocol. Returns (metrics, out-of-fold predictions)."""
     from sklearn.linear_model import Ridge
 
@@ -66,7 +118,7 @@ def ridge_kfold(emb, y, protocol: str = "hafusion-ny", alpha: float = 1.0, n_spl
         raise ToptDataError(f"The target has the same value ({y[0]:g}) in every labelled region, so MAE/RMSE/R² "
                             "say nothing; expected varying values. Choose another target field.")
     oof = np.zeros_like(y)
-    for tr, te in make_folds(len(y), protocol, n_splits):
+    for tr, te in make_folds(len(y), protocol, n_splits, seed, coords):
         oof[te] = Ridge(alpha=alpha).fit(emb[tr], y[tr]).predict(emb[te])
     oof = np.clip(oof, 0.0, None)
     return regression_metrics(y, oof), oof

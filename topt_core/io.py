@@ -89,6 +89,9 @@ def metric_crs(gdf, distance_crs: str | None):
         if crs.is_geographic:
             raise ToptDataError(f"DISTANCE_CRS {distance_crs} is geographic (degrees); distances and areas need a "
                                 "projected CRS in metres. Choose a projected CRS or leave it empty.")
+        if metres_per_unit(crs) is None:
+            raise ToptDataError(f"DISTANCE_CRS {distance_crs} measures in a unit that is not a length; expected a "
+                                "projected CRS in metres or feet. Choose another CRS or leave it empty.")
         return crs
     if gdf.crs is None:
         raise ToptDataError("The region layer has no CRS, so distances cannot be measured. Assign its CRS or "
@@ -100,7 +103,55 @@ def metric_crs(gdf, distance_crs: str | None):
     return CRS.from_epsg(utm_epsg_for(lon, lat))
 
 
-def read_regions(spec, region_id=None, distance_crs=None):
+def metres_per_unit(crs) -> float | None:
+    """Metres per unit of a projected CRS's first axis (0.3048006 for US survey feet); None if unknown."""
+    try:
+        axis = crs.axis_info[0]
+    except (AttributeError, IndexError):
+        return None
+    factor = getattr(axis, "unit_conversion_factor", None)
+    if not factor or axis.unit_name in ("degree", "radian", "unknown"):
+        return None
+    return float(factor)
+
+
+def polygon_parts(gdf, reporter=None):
+    """As the QGIS adapter: features of mixed layers keep their polygon parts; the others are left out.
+
+    Returns (GeoDataFrame of the kept features, mask of the kept rows).
+    """
+    from shapely.geometry import MultiPolygon, Polygon
+
+    kinds = gdf.geometry.geom_type.fillna("empty geometries")
+    keep = np.ones(len(gdf), dtype=bool)
+    if set(gdf.geometry.dropna().geom_type) <= {"Polygon", "MultiPolygon"}:
+        return gdf, keep      # a polygon layer: null geometries are refused later, as in QGIS
+
+    def parts(g):
+        if g is None or g.is_empty:
+            return None
+        if isinstance(g, (Polygon, MultiPolygon)):
+            return g
+        polys = [p for p in getattr(g, "geoms", []) if isinstance(p, (Polygon, MultiPolygon))]
+        flat = [q for p in polys for q in (p.geoms if isinstance(p, MultiPolygon) else [p])]
+        return MultiPolygon(flat) if flat else None
+
+    geoms = gdf.geometry.apply(parts)
+    held = ", ".join(f"{v} {k}" for k, v in kinds.value_counts().items())
+    keep = geoms.notna().to_numpy()
+    if not keep.any():
+        raise ToptDataError(f"The region layer has no polygons (it holds {held}); expected a polygon layer. "
+                            "Choose a polygon layer of regions.")
+    ensure_reporter(reporter).warning(
+        f"The region layer holds {held}. The polygon parts of {int(keep.sum())} feature(s) are used as regions; "
+        f"{int((~keep).sum())} feature(s) without a polygon are left out of the run and the output. To choose "
+        "yourself, extract the polygons first.")
+    out = gdf.loc[keep].copy()
+    out = out.set_geometry(geoms[keep].values, crs=gdf.crs)
+    return out, keep
+
+
+def read_regions(spec, region_id=None, distance_crs=None, reporter=None):
     """Regions as read + metric geometry: (gdf, metric GeoSeries, ids, crs string)."""
     from shapely.validation import make_valid
 
@@ -109,11 +160,9 @@ def read_regions(spec, region_id=None, distance_crs=None):
         raise ToptDataError("The region layer has no features; expected at least 2 polygons.")
     if "geometry" not in gdf or not gdf.geometry.notna().any():
         raise ToptDataError("The region layer has no polygons; expected a polygon layer.")
-    kinds = set(gdf.geometry.dropna().geom_type)
-    if not kinds <= {"Polygon", "MultiPolygon"}:
-        raise ToptDataError(f"The region layer holds {sorted(kinds)}; expected polygons. Choose a polygon layer.")
-    ids = joins.normalise_ids(_field(gdf, region_id, "REGION_ID_FIELD")) if region_id else \
-        np.asarray(feature_ids(spec, len(gdf)))     # as QGIS numbers features (a GeoPackage's fid)
+    fids = np.asarray(feature_ids(spec, len(gdf)))       # as QGIS numbers features (a GeoPackage's fid)
+    gdf, keep = polygon_parts(gdf, reporter)
+    ids = joins.normalise_ids(_field(gdf, region_id, "REGION_ID_FIELD")) if region_id else fids[keep]
     empty = [ids[i] for i, g in enumerate(gdf.geometry) if g is None or g.is_empty]
     if empty:
         raise ToptDataError(f"{len(empty)} region(s) have no geometry (ids {empty[:5]}); every region needs a "
@@ -129,14 +178,22 @@ def read_region_data(regions, region_id=None, pois=None, poi_category=None, od=N
                      targets=(), distance_crs=None, reporter=None):
     """Build ``RegionData`` from files. Returns (data, the region GeoDataFrame as read)."""
     rep = ensure_reporter(reporter)
-    gdf, metric, ids, crs = read_regions(regions, region_id, distance_crs)
+    gdf, metric, ids, crs = read_regions(regions, region_id, distance_crs, rep)
     n = len(ids)
-    rep.info(f"Regions: {n}, distances and areas in {crs}.")
+    unit_m = metres_per_unit(metric.crs)
+    rep.info(f"Regions: {n}, distances and areas in {crs}"
+             + ("." if unit_m == 1.0 else f", its unit converted to metres (1 unit = {unit_m:.7g} m)."))
     cents = np.array([[c.x, c.y] for c in metric.centroid])
-    areas = metric.area.to_numpy(dtype=float)
+    areas = metric.area.to_numpy(dtype=float)          # CRS units: the land-use join divides by these
     sidx = metric.sindex
     i_idx, j_idx = sidx.query_bulk(metric, predicate="intersects")
     adjacency = joins.adjacency_from_pairs(i_idx, j_idx, n)
+    other = i_idx < j_idx
+    a, b = (metric.iloc[x[other]].reset_index(drop=True) for x in (i_idx, j_idx))
+    same = np.asarray(a.geom_equals(b), dtype=bool) if len(a) else np.zeros(0, bool)
+    warning = joins.duplicate_regions_warning(zip(i_idx[other][same], j_idx[other][same]), ids)
+    if warning:
+        rep.warning(warning)
     data = RegionData(region_ids=ids, centroids=cents, areas=areas, crs=crs, adjacency=adjacency,
                       id_field=region_id or FEATURE_ID)
     check_canceled(rep)
@@ -170,16 +227,13 @@ def read_region_data(regions, region_id=None, pois=None, poi_category=None, od=N
         if od_origin:
             ov = _field(table, od_origin, "MOBILITY_ORIGIN_FIELD")
             dv = _field(table, od_destination, "MOBILITY_DESTINATION_FIELD")
-            o, d = joins.index_of(ov, ids), joins.index_of(dv, ids)
+            m, vrep = mobility_view.od_from_ids(ov, dv, weights, ids, region_id or FEATURE_ID)
         else:
-            from shapely.geometry import Point
-
             lines = table.geometry.to_crs(crs)
-            ends = [(Point(g.coords[0]), Point(g.coords[-1])) if g is not None and not g.is_empty
-                    and g.geom_type == "LineString" else (None, None) for g in lines]
+            ends = [_line_ends(g) for g in lines]
             o = np.array([_locate(sidx, metric, a) for a, _ in ends], dtype=np.int64)
             d = np.array([_locate(sidx, metric, b) for _, b in ends], dtype=np.int64)
-        m, vrep = mobility_view.od_matrix(o, d, weights, n)
+            m, vrep = mobility_view.od_matrix(o, d, weights, n)
         _report(rep, vrep)
         data.mobility = m
     check_canceled(rep)
@@ -214,6 +268,7 @@ def read_region_data(regions, region_id=None, pois=None, poi_category=None, od=N
         data.landuse, data.landuse_classes = table, names
     for t in targets:
         data.targets[t] = numeric_column(gdf, t)
+    data.centroids, data.areas = cents * unit_m, areas * unit_m ** 2      # metres from here on
     return data.validate(), gdf
 
 
@@ -221,6 +276,16 @@ def _report(reporter, view_report):
     """What a view builder left out, as warnings (the QGIS adapter pushes the same texts)."""
     for msg in view_report.messages():
         reporter.warning(msg)
+
+
+def _line_ends(g):
+    """(first vertex, last vertex) of a line or multi-line (first part's start, last part's end), as QGIS."""
+    from shapely.geometry import Point
+
+    if g is None or g.is_empty or g.geom_type not in ("LineString", "MultiLineString"):
+        return None, None
+    parts = list(g.geoms) if g.geom_type == "MultiLineString" else [g]
+    return Point(parts[0].coords[0]), Point(parts[-1].coords[-1])
 
 
 def _locate(sidx, metric, point):

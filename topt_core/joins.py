@@ -37,6 +37,7 @@ class ViewReport:
     zero_weight: int = 0        # weight 0 (kept, contributes nothing)
     self_loops: int = 0         # OD records with origin == destination (kept)
     examples: list = field(default_factory=list)   # a few unknown ids, for the message
+    hints: list = field(default_factory=list)      # how to fix what was dropped (e.g. zero-padded ids)
 
     def messages(self) -> list[str]:
         out = []
@@ -56,6 +57,8 @@ class ViewReport:
         if self.bad_weight:
             out.append(f"{self.bad_weight} of {self.records} {what} have an empty or non-numeric weight; "
                        "they were left out.")
+        if self.outside:
+            out.extend(self.hints)
         return out
 
 
@@ -100,6 +103,32 @@ def index_of(values, region_ids) -> np.ndarray:
     lookup = {str(r): i for i, r in enumerate(region_ids)}
     return np.asarray([lookup.get(id_string(v), -1) if id_string(v) is not None else -1 for v in values],
                       dtype=np.int64)
+
+
+def unknown_examples(value_lists, index_lists, limit: int = 5) -> list:
+    """A few distinct values whose index is -1 (unknown ids), in order of appearance."""
+    out = []
+    for values, idx in zip(value_lists, index_lists):
+        for v, i in zip(values, idx):
+            if len(out) >= limit:
+                return out
+            s = id_string(v)
+            if i < 0 and s not in out:
+                out.append(s)
+    return out
+
+
+def padding_hint(unknown, region_ids) -> str | None:
+    """Say so when unknown ids match region ids once leading zeros are ignored ("007" vs "7")."""
+    strip = lambda x: x.lstrip("0") or "0"  # noqa: E731
+    known = {strip(str(r)): str(r) for r in region_ids}
+    pairs = [(u, known[strip(u)]) for u in unknown if u is not None and strip(u) in known]
+    if not pairs:
+        return None
+    u, r = pairs[0]
+    return (f"The OD ids look {'zero-padded' if len(u) > len(r) else 'unpadded'} compared with the region ids "
+            f"('{u}' vs '{r}'); pad or strip the leading zeros so both use the same form (Field Calculator: "
+            "lpad(...) or to_int(...)), or join by a field with the same form.")
 
 
 # -- weights ----------------------------------------------------------------------------------------
@@ -152,6 +181,17 @@ def keys(values):
             continue
         out.append(id_string(v))
     return out
+
+
+def duplicate_regions_warning(pairs, region_ids) -> str | None:
+    """The warning for regions with identical polygons: points and land use go to the first of each pair."""
+    pairs = sorted({(min(int(i), int(j)), max(int(i), int(j))) for i, j in pairs if int(i) != int(j)})
+    if not pairs:
+        return None
+    ex = ", ".join(f"'{region_ids[i]}' = '{region_ids[j]}'" for i, j in pairs[:5])
+    return (f"{len(pairs)} pair(s) of regions have identical polygons ({ex}); POIs, OD line ends and land use "
+            "inside them were all counted in the first region of each pair, the other gets none. Remove the "
+            "duplicates (Delete duplicate geometries) or merge their ids.")
 
 
 def adjacency_from_pairs(i, j, n: int) -> np.ndarray:

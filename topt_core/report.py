@@ -129,7 +129,7 @@ def evaluation_report(layer_name, names, protocol, alpha, rows, oofs) -> str:
     sections = [("Results", table(header, body)),
                 ("Settings", table(["setting", "value"], [
                     ["layer", layer_name], ["embedding fields", f"{len(names)} ({names[0]} .. {names[-1]})"],
-                    ["protocol", f"{protocol}: {PROTOCOLS[protocol]} (folds, shuffle, random_state)"],
+                    ["protocol", f"{protocol}: {PROTOCOLS[protocol].describe()}"],
                     ["Ridge alpha", alpha],
                     ["clustering", "KMeans(random_state=3, n_init=10), NMI/ARI (sklearn)"]])),
                 ("About these figures", "<p>Ridge regression k-fold: out-of-fold predictions of all folds "

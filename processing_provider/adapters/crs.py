@@ -1,7 +1,7 @@
 """The metric CRS of a run: DISTANCE_CRS if set, else the UTM zone of the region layer's centre."""
 from __future__ import annotations
 
-from qgis.core import QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsProcessingException
+from qgis.core import QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsProcessingException, QgsUnitTypes
 
 from topt_core.crs import utm_epsg_for
 
@@ -14,8 +14,16 @@ def metric_crs(source, distance_crs, context, feedback, layer_name="REGIONS"):
                 f"DISTANCE_CRS {distance_crs.authid()} is geographic (degrees); distances and areas need a "
                 "projected CRS in metres. Choose a projected CRS (e.g. the local UTM zone) or leave "
                 "DISTANCE_CRS empty to use the UTM zone of the layer centre.")
+        factor = metres_per_unit(distance_crs)
+        unit = QgsUnitTypes.toString(distance_crs.mapUnits())
+        if factor is None:
+            raise QgsProcessingException(
+                f"DISTANCE_CRS {distance_crs.authid()} measures in {unit or 'unknown units'}, which cannot be "
+                "converted to metres; expected a projected CRS in metres or feet. Choose another CRS or leave "
+                "DISTANCE_CRS empty to use the UTM zone of the layer centre.")
+        converted = "" if factor == 1.0 else f"; its unit ({unit}) is converted to metres (1 unit = {factor:.7g} m)"
         feedback.pushInfo(f"Distances and areas in {distance_crs.authid()} ({distance_crs.description()}), "
-                          "as set by DISTANCE_CRS.")
+                          f"as set by DISTANCE_CRS{converted}.")
         return distance_crs
     src = source.sourceCrs()
     if not src.isValid():
@@ -37,3 +45,12 @@ def metric_crs(source, distance_crs, context, feedback, layer_name="REGIONS"):
     feedback.pushInfo(f"Distances and areas in EPSG:{epsg} ({crs.description()}), the UTM zone of the layer "
                       f"centre ({centre.x():.4f}, {centre.y():.4f}); set DISTANCE_CRS to choose another.")
     return crs
+
+
+def metres_per_unit(crs) -> float | None:
+    """Metres per map unit of a projected CRS (0.3048006 for US survey feet); None if not a length."""
+    unit = crs.mapUnits()
+    if unit in (QgsUnitTypes.DistanceDegrees, QgsUnitTypes.DistanceUnknownUnit):
+        return None
+    factor = QgsUnitTypes.fromUnitToUnitFactor(unit, QgsUnitTypes.DistanceMeters)
+    return float(factor) if factor and factor > 0 else None

@@ -8,12 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsFields, QgsGeometry, QgsPoint,
-                       QgsProcessingException, QgsRectangle, QgsSpatialIndex, QgsWkbTypes)
+from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsFeature, QgsFields, QgsGeometry,
+                       QgsPoint, QgsProcessingException, QgsRectangle, QgsSpatialIndex, QgsWkbTypes)
 
 from topt_core import joins
 
-from .crs import metric_crs
+from .crs import metres_per_unit, metric_crs
 from .reading import CANCEL_EVERY, check_cancel, field_or_fail, read_features, value
 
 
@@ -29,6 +29,7 @@ class Regions:
     id_field: str = ""
     names: np.ndarray | None = None
     crs: QgsCoordinateReferenceSystem | None = None
+    unit_m: float = 1.0                                # metres per CRS unit (centroids, areas are in CRS units)
     geoms: list = field(default_factory=list)          # metric QgsGeometry, or None when no geometry
     centroids: np.ndarray | None = None
     areas: np.ndarray | None = None
@@ -38,6 +39,15 @@ class Regions:
     @property
     def n(self):
         return len(self.features)
+
+    @property
+    def centroids_m(self):
+        """Centroids in metres (the CRS's own unit may be feet)."""
+        return self.centroids * self.unit_m
+
+    @property
+    def areas_m2(self):
+        return self.areas * self.unit_m ** 2
 
     def engine(self, i):
         eng = self._engines.get(i)
@@ -60,6 +70,37 @@ class Regions:
         return [value(f.attribute(idx)) for f in self.features]
 
 
+def polygon_parts(features, feedback):
+    """Regions from a layer of mixed geometries (a GeoJSON with polygons, collections, points, lines).
+
+    Features with polygons (or collections holding some) keep their polygon parts, as multipolygons;
+    the others are left out with a warning that says what the layer holds. No polygon at all: refused.
+    """
+    kinds, kept, dropped = {}, [], 0
+    for f in features:
+        g = f.geometry()
+        kind = "empty geometries" if g.isNull() or g.isEmpty() else QgsWkbTypes.displayString(g.wkbType())
+        kinds[kind] = kinds.get(kind, 0) + 1
+        poly = None
+        if not (g.isNull() or g.isEmpty()):
+            poly = g if g.type() == QgsWkbTypes.PolygonGeometry else g.convertToType(QgsWkbTypes.PolygonGeometry, True)
+        if poly is None or poly.isNull() or poly.isEmpty():
+            dropped += 1
+            continue
+        out = QgsFeature(f)
+        out.setGeometry(poly if poly.isMultipart() else poly.convertToType(QgsWkbTypes.PolygonGeometry, True))
+        kept.append(out)
+    held = ", ".join(f"{v} {k}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
+    if not kept:
+        raise QgsProcessingException(f"The region layer has no polygons (it holds {held}); expected a polygon "
+                                     "layer. Choose a polygon layer of regions.")
+    feedback.pushWarning(f"The region layer holds {held}. The polygon parts of {len(kept)} feature(s) are used "
+                         f"as regions; {dropped} feature(s) without a polygon are left out of the run and the "
+                         "output. To choose yourself, extract the polygons first (Extract by expression: "
+                         "geometry_type($geometry) = 'Polygon', or Multipart to singleparts + Collect).")
+    return kept, QgsWkbTypes.MultiPolygon
+
+
 def read_regions(source, id_field, context, feedback, distance_crs=None, name_field="",
                  need_geometry=True, start=0.0, end=5.0) -> Regions:
     """Read the region layer; metric centroids/areas and a spatial index when it has polygons."""
@@ -71,6 +112,11 @@ def read_regions(source, id_field, context, feedback, distance_crs=None, name_fi
     if n == 0:
         raise QgsProcessingException("The region layer has no features; expected at least 2 polygons. "
                                      "Check the layer, its filter and 'selected features only'.")
+    wkb_type = source.wkbType()
+    has_geom = QgsWkbTypes.geometryType(wkb_type) == QgsWkbTypes.PolygonGeometry
+    if not has_geom and need_geometry:
+        features, wkb_type = polygon_parts(features, feedback)
+        has_geom, n = True, len(features)
     if id_field:
         idx = field_or_fail(source, id_field, "REGION_ID_FIELD", layer_param="region layer")
         ids = joins.normalise_ids([value(f.attribute(idx)) for f in features])
@@ -81,13 +127,9 @@ def read_regions(source, id_field, context, feedback, distance_crs=None, name_fi
         idx = field_or_fail(source, name_field, "REGION_NAME_FIELD", layer_param="region layer")
         names = np.asarray(["" if value(f.attribute(idx)) is None else str(value(f.attribute(idx)))
                             for f in features])
-    reg = Regions(features=features, fields=QgsFields(source.fields()), wkb_type=source.wkbType(),
+    reg = Regions(features=features, fields=QgsFields(source.fields()), wkb_type=wkb_type,
                   source_crs=source.sourceCrs(), ids=ids, id_field=id_field or "", names=names)
-    has_geom = QgsWkbTypes.geometryType(source.wkbType()) == QgsWkbTypes.PolygonGeometry
     if not has_geom:
-        if need_geometry:
-            raise QgsProcessingException("The region layer has no polygons; expected a polygon layer. "
-                                         "Choose a polygon layer of regions.")
         return reg
     crs = metric_crs(source, distance_crs, context, feedback)
     ct = QgsCoordinateTransform(source.sourceCrs(), crs, context.transformContext())
@@ -122,12 +164,13 @@ def read_regions(source, id_field, context, feedback, distance_crs=None, name_fi
         feedback.pushWarning(f"{fixed} region polygon(s) were invalid and were repaired (make valid) for "
                              "areas and spatial joins; the input layer is unchanged. Consider 'Fix geometries'.")
     reg.crs, reg.geoms, reg.centroids, reg.areas, reg.index = crs, geoms, cents, areas, index
+    reg.unit_m = metres_per_unit(crs) or 1.0
     return reg
 
 
 def adjacency(reg: Regions, feedback):
-    """(2, E) touching/overlapping region pairs (prepared geometry)."""
-    ii, jj = [], []
+    """(2, E) touching/overlapping region pairs (prepared geometry); warns about identical polygons."""
+    ii, jj, same = [], [], []
     for i, g in enumerate(reg.geoms):
         if i % 50 == 0:
             check_cancel(feedback)
@@ -135,4 +178,9 @@ def adjacency(reg: Regions, feedback):
             if j > i and reg.engine(i).intersects(reg.geoms[j].constGet()):
                 ii.append(i)
                 jj.append(j)
+                if reg.engine(i).isEqual(reg.geoms[j].constGet()):
+                    same.append((i, j))
+    warning = joins.duplicate_regions_warning(same, reg.ids)
+    if warning:
+        feedback.pushWarning(warning)
     return joins.adjacency_from_pairs(ii, jj, reg.n)

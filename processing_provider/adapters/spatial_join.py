@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from qgis.core import QgsCoordinateTransform, QgsFeatureRequest, QgsGeometry, QgsProcessingException, QgsWkbTypes
 
-from topt_core import joins
 from topt_core.data import RegionData
 from topt_core.matching import FEATURE_ID
 from topt_core.views import extra as extra_view
@@ -116,19 +115,7 @@ def join_mobility(source, reg, context, feedback, origin_field="", destination_f
             dv.append(value(f.attribute(di)))
             if ci >= 0:
                 wv.append(value(f.attribute(ci)))
-        o, d = joins.index_of(ov, reg.ids), joins.index_of(dv, reg.ids)
-        unknown = []
-        for vals, idx in ((ov, o), (dv, d)):
-            for v, i in zip(vals, idx):
-                if i < 0 and len(unknown) < 5 and joins.id_string(v) not in unknown:
-                    unknown.append(joins.id_string(v))
-        m, rep = mobility_view.od_matrix(o, d, wv if ci >= 0 else None, reg.n, unknown_examples=unknown)
-        if rep.outside and rep.outside == rep.records:
-            raise QgsProcessingException(
-                f"None of the {rep.records} OD records has origin and destination among the region ids "
-                f"(e.g. {unknown[:3]} vs region ids {list(reg.ids[:3])}); expected ids from "
-                f"{'REGION_ID_FIELD ' + repr(reg.id_field) if reg.id_field else 'the region feature ids'}. "
-                "Set REGION_ID_FIELD to the field the OD table refers to.")
+        m, rep = mobility_view.od_from_ids(ov, dv, wv if ci >= 0 else None, reg.ids, reg.id_field)
     else:
         if QgsWkbTypes.geometryType(source.wkbType()) != QgsWkbTypes.LineGeometry:
             raise QgsProcessingException("The MOBILITY layer has no lines; expected OD lines (one line per trip "
@@ -239,7 +226,7 @@ def build_region_data(reg: Regions, inputs: ViewInputs, context, feedback, targe
     check_cancel(feedback)
     adj = adjacency(reg, feedback)
     feedback.setProgress(end)
-    data = RegionData(region_ids=reg.ids, centroids=reg.centroids, areas=reg.areas, crs=reg.crs.authid(),
+    data = RegionData(region_ids=reg.ids, centroids=reg.centroids_m, areas=reg.areas_m2, crs=reg.crs.authid(),
                       poi_counts=poi, poi_categories=poi_names or [], landuse=lu, landuse_classes=lu_names or [],
                       mobility=mob, extra=extra, extra_names=extra_names or [], adjacency=adj,
                       targets=dict(targets or {}), names=reg.names, id_field=reg.id_field or FEATURE_ID)

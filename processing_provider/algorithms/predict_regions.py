@@ -135,7 +135,7 @@ class PredictRegionsAlgorithm(ToptAlgorithm):
         centroids, areas, adjacency, crs = np.zeros((n, 2)), np.zeros(n), None, "unknown"
         if QgsWkbTypes.geometryType(source.wkbType()) == QgsWkbTypes.PolygonGeometry:
             reg = regions.read_regions(source, "", context, feedback, start=10, end=12)
-            centroids, areas, crs = reg.centroids, reg.areas, reg.crs.authid()
+            centroids, areas, crs = reg.centroids_m, reg.areas_m2, reg.crs.authid()
             adjacency = regions.adjacency(reg, feedback)
         else:
             feedback.pushWarning("The input layer has no polygons and no model folder with stored views was "

@@ -106,7 +106,7 @@ def test_read_errors_are_clear(tmp_path):
         io.read_layer(str(tmp_path / "nope.gpkg"))
     with pytest.raises(ToptDataError, match="REGION_ID_FIELD"):
         io.read_region_data(f"{SAMPLE}:regions", region_id="no_such_field")
-    with pytest.raises(ToptDataError, match="expected polygons"):
+    with pytest.raises(ToptDataError, match=r"no polygons \(it holds 24496 Point\); expected a polygon layer"):
         io.read_region_data(f"{SAMPLE}:pois")
 
 

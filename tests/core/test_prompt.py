@@ -35,7 +35,7 @@ def synthetic_problem(n=40, F=3, Dt=8, seed=0):
     return emb, text, y
 
 
-FAST = PromptConfig(folds=4, epochs=60, eval_every=5, patience=30, inner_splits=3, text_rank=8, head_dim=8,
+FAST = PromptConfig(protocol="hafusion-ny", folds=4, epochs=60, eval_every=5, patience=30, inner_splits=3, text_rank=8, head_dim=8,
                     lr=3e-3, device="cpu", seed=7)
 
 

@@ -72,9 +72,9 @@ def check_inputs(embeddings, data: RegionData, target, target_name: str, config:
     if n_lab == 0:
         raise ToptDataError(f"Target '{target_name}' has no known values (all empty/NaN); expected numbers for "
                             "at least some regions; choose a field that holds the values to predict.")
-    need = config.folds + 1
+    need = config.outer_folds + 1
     if n_lab < need:
-        raise ToptDataError(f"Only {n_lab} region(s) have a known '{target_name}'; {config.folds}-fold "
+        raise ToptDataError(f"Only {n_lab} region(s) have a known '{target_name}'; {config.outer_folds}-fold "
                             f"cross-validation with an inner validation split needs at least {need}; label more "
                             "regions or lower the number of folds.")
     yl = y[np.isfinite(y)]
@@ -82,6 +82,28 @@ def check_inputs(embeddings, data: RegionData, target, target_name: str, config:
         raise ToptDataError(f"Target '{target_name}' has the same value ({yl[0]:g}) in every labelled region; "
                             "expected varying values; choose another field.")
     return emb, y
+
+
+def target_warnings(y, target_name: str, config: PromptConfig) -> list[str]:
+    """What a user should know about the target before trusting the figures: heavy skew, few labels."""
+    out = []
+    known = y[np.isfinite(y)]
+    p90 = float(np.percentile(known, 90)) if known.size else 0.0
+    top = float(known.max()) if known.size else 0.0
+    from .train import SKEW_RATIO
+
+    if known.size and p90 > 0 and top > SKEW_RATIO * p90:
+        fix = ("TARGET_TRANSFORM=auto chooses log1p on inner folds where it helps" if config.target_transform == "auto"
+               else f"TARGET_TRANSFORM is {config.target_transform}; consider auto or log1p")
+        out.append(f"Target '{target_name}' is heavily skewed: its largest value ({top:.4g}) is {top / p90:.3g}x its "
+                   f"90th percentile ({p90:.4g}); a few regions then dominate the fit and the errors. {fix}, and "
+                   "check those regions for data errors.")
+    k = config.outer_folds
+    if known.size and known.size / k < 5:
+        out.append(f"Only {known.size} labelled regions for {k} folds: each test fold holds "
+                   f"{known.size // k}-{-(-known.size // k)} regions, so MAE/RMSE/R² vary a lot from run to run; "
+                   "treat them as rough, label more regions or use fewer folds (FOLDS).")
+    return out
 
 
 def run_prompt4re(embeddings: np.ndarray, data: RegionData, target: np.ndarray, target_name: str,
@@ -125,7 +147,24 @@ def run_prompt4re(embeddings: np.ndarray, data: RegionData, target: np.ndarray, 
 
     # -- nested CV + final head --
     t1 = time.perf_counter()
-    out = fit_predict(emb, text_vecs, y, config, StageReporter(reporter, 10, 100), device=dev.device)
+    from ..evaluate import PROTOCOLS
+
+    proto = PROTOCOLS[config.protocol]
+    reporter.info(f"Outer folds: {config.protocol}, {proto.describe(config.outer_folds, config.seed)}, over "
+                  f"{int(np.isfinite(y).sum())} labelled regions; each fold's model is chosen on its own inner "
+                  "splits.")
+    for w in target_warnings(y, target_name, config):
+        reporter.warning(w)
+        warnings.append(w)
+    out = fit_predict(emb, text_vecs, y, config, StageReporter(reporter, 10, 100), device=dev.device,
+                      coords=data.centroids)
+    if out["left_out"].any():
+        reporter.info(f"Protocol {config.protocol}: {int(out['left_out'].sum())} region(s) with 0 check-ins are "
+                      "left out of training and scoring, as in the published protocol (they are still predicted).")
+    if config.target_transform == "auto":
+        n_log = sum(1 for k, t in out["transforms"].items() if k >= 0 and t == "log1p")
+        reporter.info(f"Target transform (auto, chosen on inner splits): log1p in {n_log} of "
+                      f"{len(out['folds'])} folds, {out['transforms'][-1]} for the final model.")
     train_s = time.perf_counter() - t1
     from ..evaluate import regression_metrics
 

@@ -3,7 +3,11 @@
 Protocol
 --------
 * Outer folds: ``topt_core.evaluate.make_folds(n_labelled, config.protocol, config.folds)``
-  over the labelled regions in their original order (``hafusion-ny``: KFold(10), no shuffle).
+  over the labelled regions (``random``, the default: shuffled KFold(10); ``hafusion-ny``, the
+  benchmark: KFold(10) in layer order; ``spatial-blocks``: contiguous areas). Protocols of the
+  Chicago/SF benchmarks leave regions with 0 check-ins out of the check-in task, as published.
+* Target transform (``auto``): none or log1p, chosen per outer fold on its inner splits
+  (``choose_transforms``); the heads of each fold then train on that scale.
 * Inside each outer training fold, a shuffled ``config.inner_splits``-fold partition gives the
   inner train/validation splits (``inner_splits=1``: one hold-out of ``inner_val_fraction``). Heads are trained on the inner training part for every
   learning rate in ``config.lr * config.lr_multipliers``; the validation MSE (original units,
@@ -21,9 +25,9 @@ Protocol
 * Final model: the same selection on all labelled regions, then a refit on all of them that
   predicts every region, labelled or not.
 
-Targets: standardised with training-row mean/std (``target_transform="none"``, default) or
-``log1p`` then standardised (not recommended: exponentiating extrapolated log predictions gave
-negative R² on Manhattan). Loss: full-batch MSE + the Ridge penalty on the linear part (so the
+Targets: standardised with training-row mean/std, on the original scale or after ``log1p``
+(``auto`` keeps log1p only where the inner splits show it lowers the error in original units:
+exponentiating extrapolated log predictions can hurt, as on Manhattan). Loss: full-batch MSE + the Ridge penalty on the linear part (so the
 Ridge start is a stationary point of it); optimiser: Adam (``BatchedAdam``).
 Determinism: all randomness comes from per-head generators seeded from ``config.seed`` (initial
 weights and dropout masks), so the same inputs give identical outputs on the CPU; a head's random draws do not depend on which other
@@ -229,6 +233,7 @@ def _train_chunks(members, emb, text, ytr, yraw, inverse, clip, config, reporter
 
 
 def _transform(kind):
+    """(forward, inverse) of a target transform; log1p predictions are clipped before expm1."""
     if kind == "none":
         return (lambda y: y), (lambda y: y)
     if kind == "log1p":
@@ -285,32 +290,105 @@ def choose(groups, select, curves, config: PromptConfig):
     return chosen
 
 
+SKEW_RATIO = 20.0     # "extreme tail": the largest label above this multiple of the 90th percentile
+
+
+def choose_transforms(groups, emb, y, config: PromptConfig, clip: bool) -> dict:
+    """Per group (outer fold or final): "none" or "log1p", chosen on the group's inner splits only.
+
+    ``target_transform="auto"``: log1p is a candidate only when the group's training labels have an
+    extreme tail (largest value above ``SKEW_RATIO`` x their 90th percentile). Then a Ridge fit on each
+    inner training part, with and without log1p, is scored on its inner validation part in original
+    units (predictions back-transformed, negatives clipped), and log1p is kept only when its mean
+    squared error is lower. The gate matters: on Manhattan (tails of 2-3.4x) log1p lowers crime and
+    311 errors but one outer fold holding the busiest check-in region loses 0.1 R², a loss its inner
+    splits cannot see (bench/RESULTS.md). Otherwise the setting itself.
+    """
+    if config.target_transform != "auto":
+        return {k: config.target_transform for k, _, _ in groups}
+    if not clip:                                     # log1p needs a target >= 0
+        return {k: "none" for k, _, _ in groups}
+    from sklearn.linear_model import Ridge
+
+    out = {}
+    for k, tr, _ in groups:
+        p90 = float(np.percentile(y[tr], 90))
+        if not (p90 > 0 and float(np.max(y[tr])) > SKEW_RATIO * p90):
+            out[k] = "none"
+            continue
+        err = {"none": [], "log1p": []}
+        for itr, iva in _inner_splits(len(tr), config.inner_splits, config.inner_val_fraction,
+                                      config.seed + 7919 * (k + 2)):
+            a, b = tr[itr], tr[iva]
+            if len(b) == 0:
+                continue
+            for t in err:
+                fwd, inv = _transform(t)
+                pred = np.clip(inv(Ridge(alpha=config.ridge_alpha).fit(emb[a], fwd(y[a])).predict(emb[b])), 0, None)
+                err[t].append(float(np.mean((pred - y[b]) ** 2)))
+        out[k] = "log1p" if err["log1p"] and np.mean(err["log1p"]) < np.mean(err["none"]) else "none"
+    return out
+
+
 def fit_predict(emb: np.ndarray, text: np.ndarray, y: np.ndarray, config: PromptConfig = PromptConfig(),
-                reporter=None, record: list | None = None, device: str = "cpu") -> dict:
+                reporter=None, record: list | None = None, device: str = "cpu", coords=None) -> dict:
     """Nested-CV out-of-fold predictions + a final head for every region.
 
     ``emb`` (N, D) region embeddings, ``text`` (N, F, Dt) raw LM vectors per region,
-    ``y`` (N,) with NaN = unknown. Returns a dict with ``oof``, ``predictions``, ``labelled``,
-    ``ridge_oof``, ``folds`` (global row indices), ``chosen`` and ``clip``. ``record`` (a list)
-    gets one dict per trained head: group, phase, inner, lr, rows, train rows, val rows.
+    ``y`` (N,) with NaN = unknown, ``coords`` (N, 2) metric centroids (the spatial-blocks protocol).
+    Returns a dict with ``oof``, ``predictions``, ``labelled``, ``ridge_oof``, ``folds`` (global row
+    indices), ``chosen``, ``clip``, ``transforms`` (per group) and ``left_out`` (labelled regions the
+    protocol leaves out, e.g. zero check-ins). ``record`` (a list) gets one dict per trained head:
+    group, phase, inner, lr, rows, train rows, val rows.
     """
-    from ..evaluate import make_folds
+    from ..evaluate import make_folds, protocol
 
     reporter = ensure_reporter(reporter)
     emb = np.asarray(emb, dtype=np.float64)
     text = np.asarray(text, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    y = np.asarray(y, dtype=np.float64).reshape(-1).copy()
     n = emb.shape[0]
+    left_out = np.zeros(n, dtype=bool)
+    if protocol(config.protocol).drop_zero_checkins and config.task == "checkin":
+        left_out = np.isfinite(y) & (y == 0)
+        y[left_out] = np.nan                        # as the published protocol: not scored, not trained on
     lab = np.where(np.isfinite(y))[0]
     clip = bool(np.all(y[lab] >= 0))
-    fwd, inv = _transform(config.target_transform)
     if config.target_transform == "log1p" and not clip:
         raise ToptDataError("target_transform=log1p needs a target >= 0 but some known values are negative; "
                             "use target_transform=none.")
+    xy = None if coords is None else np.asarray(coords, dtype=float)[lab]
+    folds = [(lab[a], lab[b]) for a, b in make_folds(len(lab), config.protocol, config.folds, config.seed, xy)]
+    groups = [(k, tr, te) for k, (tr, te) in enumerate(folds)] + [(-1, lab, np.arange(n))]
+    transforms = choose_transforms(groups, emb, y, config, clip)
+    chosen, preds = {}, {}
+    for t in sorted(set(transforms.values()), key=["none", "log1p"].index):
+        sub = [g for g in groups if transforms[g[0]] == t]
+        c, p = _fit_groups(sub, emb, text, y, t, clip, config, reporter, record, device, len(folds))
+        chosen.update(c)
+        preds.update(p)
+    oof = np.full(n, np.nan)
+    predictions = None
+    for k, tr, te in groups:
+        if k >= 0:
+            oof[te] = preds[k][len(tr):]
+        else:
+            predictions = preds[k]
+    for k, _, _ in groups:
+        chosen[k]["transform"] = transforms[k]
+    ridge_oof = _ridge_oof(emb, y, folds, config.ridge_alpha, clip)
+    return {"oof": oof, "predictions": predictions, "labelled": np.isfinite(y), "ridge_oof": ridge_oof,
+            "folds": folds, "chosen": [chosen[k] for k, _, _ in groups], "clip": clip, "transforms": transforms,
+            "left_out": left_out}
+
+
+def _fit_groups(groups, emb, text, y, transform, clip, config, reporter, record, device, n_folds):
+    """Selection on inner splits, then refit, for the groups that use one target transform."""
+    n = emb.shape[0]
+    lab = np.isfinite(y)
+    fwd, inv = _transform(transform)
     ytr = np.full(n, np.nan)
     ytr[lab] = fwd(y[lab])
-    folds = [(lab[a], lab[b]) for a, b in make_folds(len(lab), config.protocol, config.folds)]
-    groups = [(k, tr, te) for k, (tr, te) in enumerate(folds)] + [(-1, lab, np.arange(n))]
 
     # 1. selection on inner splits of each outer training fold (the outer test rows are not even inputs)
     select = select_members(groups, config)
@@ -319,15 +397,16 @@ def fit_predict(emb: np.ndarray, text: np.ndarray, y: np.ndarray, config: Prompt
             record.append({"group": m.group, "phase": m.phase, "inner": m.inner, "lr": m.lr,
                            "rows": m.rows.copy(), "train": m.rows[m.train].copy(), "val": m.rows[m.val].copy()})
     reporter.set_text(f"Prompt4RE: model selection, {len(select)} heads on inner splits "
-                      f"({len(folds)} outer folds + final)")
+                      f"({n_folds} outer folds + final)")
     curves, _ = train_members(select, emb, text, ytr, y, inv, clip, config, reporter, (0.0, 70.0),
                               chunk_seed=1, device=device)
     chosen = choose(groups, select, curves, config)
     for k, _, _ in groups:
         c = chosen[k]
-        where = f"fold {k + 1}/{len(folds)}" if k >= 0 else "final head"
+        where = f"fold {k + 1}/{n_folds}" if k >= 0 else "final head"
         reporter.info(f"Prompt4RE {where}: inner validation chose {c['epochs']} epochs at lr {c['lr']:.2g} "
-                      f"(validation RMSE {c['val_rmse']:.4g}; Ridge start {c['val_rmse_ridge']:.4g}).")
+                      f"(validation RMSE {c['val_rmse']:.4g}; Ridge start {c['val_rmse_ridge']:.4g}"
+                      f"{'; target log1p' if transform == 'log1p' else ''}).")
 
     # 2. refit each outer fold on its whole training fold and predict its test fold; final head on all
     refit = []
@@ -345,16 +424,7 @@ def fit_predict(emb: np.ndarray, text: np.ndarray, y: np.ndarray, config: Prompt
     reporter.set_text("Prompt4RE: refitting the chosen heads")
     _, preds = train_members(refit, emb, text, ytr, y, inv, clip, config, reporter, (70.0, 100.0),
                              chunk_seed=2, device=device)
-    oof = np.full(n, np.nan)
-    predictions = None
-    for i, (k, tr, te) in enumerate(groups):
-        if k >= 0:
-            oof[te] = preds[i][len(tr):]
-        else:
-            predictions = preds[i]
-    ridge_oof = _ridge_oof(emb, y, folds, config.ridge_alpha, clip)
-    return {"oof": oof, "predictions": predictions, "labelled": np.isfinite(y), "ridge_oof": ridge_oof,
-            "folds": folds, "chosen": [chosen[k] for k, _, _ in groups], "clip": clip}
+    return chosen, {m.group: preds[i] for i, m in enumerate(refit)}
 
 
 def _ridge_oof(emb, y, folds, alpha, clip):

@@ -137,6 +137,11 @@ def train_srel(data, config: SrelConfig = SrelConfig(), reporter=None) -> SrelRe
     choice = resolve_device(config.device)
     need = memory.check_memory(data.n, config, choice.device)
     more = f", {config.restarts} restarts" if config.restarts > 1 else ""
+    from .. import views
+
+    for view in views.present(data):
+        for w in view.warnings(data):
+            reporter.warning(w)
     reporter.info(f"SREL: training on {choice.device} ({choice.reason}); {data.n} regions, "
                   f"views {', '.join(data.views())}{more}, estimated peak memory {need / 1e9:.2f} GB.")
     dev = torch.device(choice.device)

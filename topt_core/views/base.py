@@ -50,6 +50,10 @@ class View:
     def validate(self, data, n: int) -> None:
         """Normalise dtypes in place or raise ``ToptDataError``."""
 
+    def warnings(self, data) -> list[str]:
+        """What the user should know about this view before training (it teaches little, ...)."""
+        return []
+
     def subset(self, data, rows, out) -> None:
         """Set this view on ``out`` (a copy of ``data``) restricted to ``rows``."""
 
@@ -164,6 +168,16 @@ class TableView(View):
         value = self.get(data)
         if value is not None:
             self.set(out, np.asarray(value)[rows], self.columns(data))
+
+    def warnings(self, data) -> list[str]:
+        x = np.asarray(self.get(data), dtype=float)
+        used = [c for c, j in zip(self.columns(data), range(x.shape[1])) if np.any(x[:, j] != 0)]
+        if self.counts and len(used) == 1:
+            return [f"{self.label}: every region's values fall in one column ('{used[0]}'), so the mix of any two "
+                    "regions is the same and its similarity loss teaches the model nothing (it reaches 0 at "
+                    "once); only the totals carry information. Choose a field with several categories or "
+                    "classes, or leave this input out."]
+        return []
 
     def to_arrays(self, data):
         value = self.get(data)

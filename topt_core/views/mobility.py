@@ -258,3 +258,25 @@ def od_matrix(origin_idx, dest_idx, weights, n: int, unknown_examples=None):
     m.sum_duplicates()
     m.eliminate_zeros()
     return m, rep
+
+
+def od_from_ids(origins, destinations, weights, region_ids, id_field: str = ""):
+    """OD matrix from an OD table of region ids (both front doors): (csr, report).
+
+    Ids are matched as canonical strings ("12", 12 and 12.0 are one region). When no record
+    matches, the run is refused with examples and, if the ids look zero-padded or unpadded
+    against the region ids, says so.
+    """
+    o, d = joins.index_of(origins, region_ids), joins.index_of(destinations, region_ids)
+    unknown = joins.unknown_examples((origins, destinations), (o, d))
+    m, rep = od_matrix(o, d, weights, len(region_ids), unknown_examples=unknown)
+    hint = joins.padding_hint(unknown, region_ids)
+    if hint:
+        rep.hints.append(hint)
+    if rep.outside and rep.outside == rep.records:
+        where = f"REGION_ID_FIELD {id_field!r}" if id_field and id_field != "(feature id)" else "the region feature ids"
+        raise ToptDataError(
+            f"None of the {rep.records} OD records has origin and destination among the region ids "
+            f"(e.g. {unknown[:3]} vs region ids {list(region_ids[:3])}); expected ids from {where}. "
+            + (f"{hint} " if hint else "") + "Set REGION_ID_FIELD (--region-id) to the field the OD table refers to.")
+    return m, rep
