@@ -5,6 +5,8 @@ TOPT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export QT_QPA_PLATFORM="${QT_QPA_PLATFORM:-offscreen}"
 export PROJ_DATA="${PROJ_DATA:-/usr/share/proj}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1
+# QGIS 3.22 calls the deprecated PyQt5.sip.setapi() at start-up; its warning is noise on every run
+export PYTHONWARNINGS="${PYTHONWARNINGS:-ignore:setapi() is deprecated:DeprecationWarning}"
 if [ -n "${TOPT_PLUGIN_SOURCE:-}" ]; then
   # load the plugin from another folder (e.g. an unpacked release zip) instead of the checkout
   export QGIS_PLUGINPATH="$TOPT_PLUGIN_SOURCE"

@@ -23,7 +23,8 @@ def _split(s: str | None) -> list[str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .config import SPATIAL_BIASES, TASKS, PromptConfig, SrelConfig
+    from .config import SPATIAL_BIASES, TARGET_TRANSFORMS, TASKS, PromptConfig, SrelConfig
+    from .evaluate import PROTOCOLS
 
     p = argparse.ArgumentParser(prog="python -m topt_core", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -65,6 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--region-id", help="field holding the model's region ids (default: chosen automatically)")
     pr.add_argument("--description-fields", help="comma-separated numeric fields describing regions (without model)")
     pr.add_argument("--report", help="HTML report to write")
+    pr.add_argument("--protocol", default=pc.protocol, choices=tuple(PROTOCOLS),
+                    help="outer folds: random (default), spatial-blocks, or a benchmark's")
+    pr.add_argument("--folds", type=int, default=pc.folds, help="outer folds (0: the protocol's own)")
+    pr.add_argument("--target-transform", default=pc.target_transform, choices=TARGET_TRANSFORMS)
     pr.add_argument("--seed", type=int, default=pc.seed)
     pr.add_argument("--device", default=pc.device)
     pr.add_argument("--output", required=True)
@@ -113,7 +118,7 @@ def _predict(a, reporter) -> dict:
     from . import io
     from .config import PromptConfig
     from .files import write_text
-    from .naming import safe_field_name
+    from .naming import fit_names, name_limit, safe_field_name
     from .prediction import prediction_data, prediction_embeddings
     from .prompt import run_prompt4re
     from .report import prediction_report
@@ -128,15 +133,18 @@ def _predict(a, reporter) -> dict:
                                   reporter)
     emb = prediction_embeddings(emb, a.model_dir, data, match, reporter)
     cfg = PromptConfig(text_encoder=a.text_encoder, task=a.task, task_description=a.task_description,
-                       seed=a.seed, device=a.device)
+                       seed=a.seed, device=a.device, protocol=a.protocol, folds=a.folds,
+                       target_transform=a.target_transform)
     res = run_prompt4re(emb, data, y, a.target, cfg, reporter)
     name = safe_field_name(a.target, max_len=58)   # as the QGIS algorithm: room for 'pred_'
-    io.write_layer(layer, {f"pred_{name}": res.predictions, "is_labelled": res.labelled.astype(np.int32),
-                           f"oof_{name}": res.oof}, a.output)
+    pred_name, oof_name, lab_name = fit_names([f"pred_{name}", f"oof_{name}", "is_labelled"], name_limit(a.output))
+    io.write_layer(layer, {pred_name: res.predictions, lab_name: res.labelled.astype(np.int32),
+                           oof_name: res.oof}, a.output)
     out = {"target": a.target, "task": a.task, "metrics": res.metrics, "ridge_metrics": res.ridge_metrics,
-           "labelled": int(res.labelled.sum()), "regions": int(len(res.predictions)), "output": a.output}
+           "labelled": int(res.labelled.sum()), "regions": int(len(res.predictions)), "output": a.output,
+           "fields": {"prediction": pred_name, "out_of_fold": oof_name, "labelled": lab_name}}
     if a.report:
-        write_text(a.report, prediction_report(a.input, a.target, f"pred_{name}", cfg, res, y,
+        write_text(a.report, prediction_report(a.input, a.target, pred_name, cfg, res, y,
                                                [c for c in layer.columns if io.EMBEDDING_FIELD.match(str(c))],
                                                a.model_dir, match is not None and match.rows is not None))
         out["report"] = a.report

@@ -54,7 +54,26 @@ def write_sink(alg, parameters, context, feedback, param, features, in_fields, n
                                          f"{sink.lastError() if hasattr(sink, 'lastError') else ''}")
     close_sink(sink)
     del sink
+    csv_types(dest_id, fields, feedback)
     return dest_id
+
+
+def csv_types(dest_id, fields, feedback=None) -> bool:
+    """A CSV output gets a .csvt sidecar with the field types, so QGIS (and Predict) reads its numbers as
+    numbers, not text; and the user hears that CSV keeps no geometry."""
+    path = str(dest_id or "").split("|", 1)[0]
+    if not path.lower().endswith(".csv"):
+        return False
+    kinds = {QVariant.Int: "Integer", QVariant.UInt: "Integer", QVariant.LongLong: "Integer64",
+             QVariant.ULongLong: "Integer64", QVariant.Double: "Real"}
+    from topt_core.files import write_text
+
+    write_text(path + "t", ",".join(f'"{kinds.get(f.type(), "String")}"' for f in fields) + "\n")
+    if feedback is not None:
+        feedback.pushWarning(f"{path} is a CSV table: it keeps no polygons (choose a GeoPackage to get a map "
+                             "layer). Its field types are written to a .csvt file next to it, so the numbers read "
+                             "back as numbers; 'Predict a region attribute' can use it with the model folder.")
+    return True
 
 
 def close_sink(sink):

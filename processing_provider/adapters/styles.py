@@ -41,7 +41,10 @@ def apply_style(layer, field: str, kind: str, classes: int = 5) -> bool:
         r.setSourceSymbol(symbol)
         if ramp is not None:
             r.setSourceColorRamp(ramp)
-        r.setClassificationMethod(QgsClassificationQuantile())
+        method = QgsClassificationQuantile()
+        method.setLabelPrecision(_label_precision(layer, idx))
+        method.setLabelTrimTrailingZeroes(True)
+        r.setClassificationMethod(method)
         r.updateClasses(layer, classes)
     else:
         values = sorted(v for v in layer.uniqueValues(idx) if v is not None and str(v) != "NULL")
@@ -55,6 +58,35 @@ def apply_style(layer, field: str, kind: str, classes: int = 5) -> bool:
     layer.setRenderer(r)
     layer.triggerRepaint()
     return True
+
+
+def _label_precision(layer, idx) -> int:
+    """Decimals of the legend: none for values in the hundreds and above, more for small ranges."""
+    lo, hi = layer.minimumValue(idx), layer.maximumValue(idx)
+    try:
+        span = abs(float(hi) - float(lo))
+    except (TypeError, ValueError):
+        return 2
+    return 0 if span >= 100 else (1 if span >= 10 else (2 if span >= 1 else 3))
+
+
+def save_default_style(dest_id, field, kind, classes=5) -> bool:
+    """Store the style in a GeoPackage output as its default, so a reopened file (and every qgis_process
+    output) opens styled. Other formats keep only the on-load style."""
+    path = str(dest_id or "").split("|", 1)[0]
+    if not path.lower().endswith(".gpkg"):
+        return False
+    layer = QgsVectorLayer(str(dest_id), "topt output", "ogr")
+    if not layer.isValid() or not apply_style(layer, field, kind, classes):
+        return False
+    err = layer.saveStyleToDatabase("topt", f"{kind} by {field} (written by topt)", True, "")
+    return not err
+
+
+def style_output(context, dest_id, field, kind, classes=5):
+    """Style an output both ways: saved in the file (GeoPackage) and applied when the desktop loads it."""
+    save_default_style(dest_id, field, kind, classes)
+    style_on_load(context, dest_id, field, kind, classes)
 
 
 def style_on_load(context, dest_id, field, kind, classes=5):

@@ -1,11 +1,12 @@
 """``ToptAlgorithm``: what every topt algorithm shares.
 
 Dependency check (the provider loads without torch; an algorithm then refuses
-with the exact install command), help text from ``resources/help/<name>.html``,
+with the exact install command), help text from ``processing_provider/help_texts.py``,
 and one error bridge: ``ToptError`` -> ``QgsProcessingException`` with the same
 message, cancel -> exception with nothing written, anything else -> the
 traceback in the log plus a short exception.
 """
+import html
 import importlib.util
 import os
 import tempfile
@@ -20,7 +21,6 @@ from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-HELP_DIR = os.path.join(PLUGIN_DIR, "resources", "help")
 ICON = os.path.join(PLUGIN_DIR, "resources", "icons", "topt.svg")
 
 # (import name, pip name) of what the algorithms need at run time
@@ -35,10 +35,34 @@ RUNTIME_DEPS = {
 from topt_core.device import DEVICE_CHOICES as DEVICES  # noqa: E402,F401  (the DEVICE options, re-exported)
 
 
+def _is_index(value) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool)) or (
+        isinstance(value, str) and value.strip().isdigit())
+
+
+class ToptEnumParameter(QgsProcessingParameterEnum):
+    """An enum that stores option names (models and batch files hold names) and also accepts an option's
+    number, as ``qgis_process help`` offers ("Number of selected option, e.g. '1'"), everywhere."""
+
+    def __init__(self, name, desc, options, default):
+        super().__init__(name, desc, options=list(options), allowMultiple=False, defaultValue=default,
+                         usesStaticStrings=True)
+
+    def clone(self):
+        c = ToptEnumParameter(self.name(), self.description(), self.options(), self.defaultValue())
+        c.setFlags(self.flags())
+        c.setHelp(self.help())
+        return c
+
+    def checkValueIsAcceptable(self, value, context=None):  # noqa: N802
+        if _is_index(value):
+            return 0 <= int(value) < len(self.options())
+        return super().checkValueIsAcceptable(value, context)
+
+
 def enum_param(name, desc, options, default, advanced=False):
-    """An enum parameter that stores its option strings (model and batch files then hold names)."""
-    p = QgsProcessingParameterEnum(name, desc, options=list(options), allowMultiple=False,
-                                   defaultValue=default, usesStaticStrings=True)
+    """An enum parameter that stores its option strings and accepts their numbers (``ToptEnumParameter``)."""
+    p = ToptEnumParameter(name, desc, options, default)
     return _flag_advanced(p) if advanced else p
 
 
@@ -58,10 +82,38 @@ def missing_dependencies(names=None):
     return [pip for mod, pip in deps.items() if importlib.util.find_spec(mod) is None]
 
 
-def install_hint(missing):
-    return ("install them into QGIS's Python with: python3 -m pip install " + " ".join(missing)
-            + " (for a CPU-only torch add --index-url https://download.pytorch.org/whl/cpu; "
-            "from a checkout, 'make setup' installs everything)")
+def install_hint(missing, platform=None, externally_managed=None, profile_python=None):
+    """The install command that works for the Python QGIS runs, per platform.
+
+    Debian/Ubuntu's Python is externally managed (PEP 668: a plain ``pip install`` is refused), so the
+    packages go into the profile's ``python`` folder, which QGIS puts on ``sys.path``.
+    """
+    import sys
+    import sysconfig
+
+    platform = platform or sys.platform
+    pkgs = " ".join("torch==2.13.0" if m == "torch" else m for m in missing)
+    cpu = " --extra-index-url https://download.pytorch.org/whl/cpu" if "torch" in missing else ""
+    if platform.startswith("win"):
+        return (f"open the OSGeo4W Shell (Start menu) and run: python -m pip install {pkgs}{cpu}; then restart "
+                "QGIS")
+    if platform == "darwin":
+        return (f"in a Terminal run: /Applications/QGIS.app/Contents/MacOS/bin/python3 -m pip install --user {pkgs}"
+                f"{cpu}; then restart QGIS")
+    if externally_managed is None:
+        externally_managed = os.path.exists(os.path.join(sysconfig.get_paths()["stdlib"], "EXTERNALLY-MANAGED"))
+    if not externally_managed:
+        return f"run: {sys.executable or 'python3'} -m pip install --user {pkgs}{cpu}; then restart QGIS"
+    if profile_python is None:
+        try:
+            from qgis.core import QgsApplication
+
+            profile_python = os.path.join(QgsApplication.qgisSettingsDirPath(), "python")
+        except Exception:
+            profile_python = "~/.local/share/QGIS/QGIS3/profiles/default/python"
+    return (f"this Python is managed by the system (PEP 668), so install into the QGIS profile's python folder: "
+            f"python3 -m pip install --target \"{profile_python}\" \"numpy<2\" {pkgs}{cpu}; then restart QGIS "
+            "(from a checkout of the plugin, 'make setup' builds a venv with everything instead)")
 
 
 def local_path(value):
@@ -137,15 +189,30 @@ class ToptAlgorithm(QgsProcessingAlgorithm):
         return ICON
 
     def shortHelpString(self):  # noqa: N802
-        path = os.path.join(HELP_DIR, f"{self.name()}.html")
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as fh:
-                # the help panel turns every newline into a line break: HTML wraps itself
-                return " ".join(fh.read().split("\n"))
-        return self.shortDescription() or ""
+        """A paragraph, then each parameter under the label the dialog shows (help_texts.py)."""
+        from ..help_texts import HELP
+
+        intro, params = HELP.get(self.name(), (self.shortDescription() or "", {}))
+        lines = []
+        for name, text in params.items():
+            p = self.parameterDefinition(name)
+            label = p.description() if p is not None else name
+            lines.append(f"<dt><b>{html.escape(label)}</b></dt><dd>{html.escape(text)}</dd>")
+        return f"<p>{html.escape(intro)}</p><dl>{''.join(lines)}</dl>"
 
     def helpUrl(self):  # noqa: N802
-        return "https://github.com/topt-qgis/topt#readme"
+        """The README shipped inside the plugin folder (opens in the browser)."""
+        from qgis.PyQt.QtCore import QUrl
+
+        return QUrl.fromLocalFile(os.path.join(PLUGIN_DIR, "README.md")).toString()
+
+    def parameterAsEnumString(self, parameters, name, context):  # noqa: N802
+        """As QGIS, and a number means that option of the list (qgis_process's help offers numbers)."""
+        p = self.parameterDefinition(name)
+        value = parameters.get(name) if isinstance(parameters, dict) else None
+        if isinstance(p, QgsProcessingParameterEnum) and _is_index(value):
+            return p.options()[int(value)]
+        return super().parameterAsEnumString(parameters, name, context)
 
     def canExecute(self):  # noqa: N802
         missing = missing_dependencies(self.dependencies)

@@ -27,7 +27,7 @@ class ClusterRegionsAlgorithm(ToptAlgorithm):
         return "cluster_regions"
 
     def displayName(self):  # noqa: N802
-        return self.tr("Cluster regions by embedding (KMeans)")
+        return self.tr("4. Cluster regions by embedding (KMeans)")
 
     def shortDescription(self):  # noqa: N802
         return self.tr("Groups regions with similar embeddings into K clusters (a 'cluster' field).")
@@ -75,6 +75,6 @@ class ClusterRegionsAlgorithm(ToptAlgorithm):
         dest = sinks.write_sink(self, parameters, context, feedback, self.OUTPUT, features, source.fields(),
                                  [sinks.int_field(self.CLUSTER_FIELD)], [[int(x)] for x in labels],
                                  source.wkbType(), source.sourceCrs())
-        styles.style_on_load(context, dest, self.CLUSTER_FIELD, "categorized")
+        styles.style_output(context, dest, self.CLUSTER_FIELD, "categorized")
         feedback.setProgress(100)
         return {self.OUTPUT: dest, self.CLUSTERS: k, self.INERTIA: inertia}

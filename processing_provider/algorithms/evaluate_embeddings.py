@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
-from qgis.core import (QgsFields, QgsProcessing, QgsProcessingException, QgsProcessingParameterEnum,
+from qgis.core import (QgsFields, QgsProcessing, QgsProcessingException,
                        QgsProcessingParameterFeatureSink, QgsProcessingParameterFeatureSource,
                        QgsProcessingParameterField, QgsProcessingParameterFileDestination,
                        QgsProcessingParameterNumber, QgsWkbTypes, QgsCoordinateReferenceSystem)
@@ -10,9 +10,9 @@ from qgis.core import (QgsFields, QgsProcessing, QgsProcessingException, QgsProc
 from topt_core.evaluate import PROTOCOLS
 
 from ..adapters import reading, sinks
-from .base import ToptAlgorithm, advanced
+from .base import ToptAlgorithm, advanced, enum_param
 
-PROTOCOL_NAMES = tuple(PROTOCOLS)
+PROTOCOL_NAMES = tuple(k for k, p in PROTOCOLS.items() if not p.spatial)   # the table has no locations
 
 
 class EvaluateEmbeddingsAlgorithm(ToptAlgorithm):
@@ -31,7 +31,7 @@ class EvaluateEmbeddingsAlgorithm(ToptAlgorithm):
         return "evaluate_embeddings"
 
     def displayName(self):  # noqa: N802
-        return self.tr("Evaluate embeddings (published protocols)")
+        return self.tr("3. Evaluate embeddings (published protocols)")
 
     def shortDescription(self):  # noqa: N802
         return self.tr("Scores embedding fields with the literature's protocols: Ridge k-fold MAE/RMSE/R² per "
@@ -45,9 +45,7 @@ class EvaluateEmbeddingsAlgorithm(ToptAlgorithm):
                             parentLayerParameterName=self.INPUT, type=F.Numeric, allowMultiple=True, optional=True))
         self.addParameter(F(self.TARGET_FIELDS, self.tr("Target fields (regression)"),
                             parentLayerParameterName=self.INPUT, type=F.Numeric, allowMultiple=True, optional=True))
-        self.addParameter(QgsProcessingParameterEnum(self.PROTOCOL, self.tr("Protocol (folds)"),
-                                                     options=list(PROTOCOL_NAMES), defaultValue="hafusion-ny",
-                                                     usesStaticStrings=True))
+        self.addParameter(enum_param(self.PROTOCOL, self.tr("Protocol (folds)"), PROTOCOL_NAMES, "hafusion-ny"))
         self.addParameter(advanced(QgsProcessingParameterNumber(
             self.ALPHA, self.tr("Ridge alpha"), QgsProcessingParameterNumber.Double, 1.0, minValue=0.0)))
         self.addParameter(F(self.CLUSTER_LABEL_FIELD, self.tr("Reference cluster labels (NMI/ARI)"),

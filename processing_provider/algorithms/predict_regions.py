@@ -12,7 +12,7 @@ from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutpu
 from topt_core.config import TARGET_TRANSFORMS, TASKS, PromptConfig
 from topt_core.evaluate import PROTOCOLS
 from topt_core.files import write_text
-from topt_core.naming import safe_field_name
+from topt_core.naming import fit_names, name_limit, safe_field_name
 
 from ..adapters import reading, regions, sinks, styles
 from ..feedback import FeedbackReporter
@@ -45,6 +45,7 @@ class PredictRegionsAlgorithm(ToptAlgorithm):
     RIDGE_MAE, RIDGE_RMSE, RIDGE_R2 = "RIDGE_MAE", "RIDGE_RMSE", "RIDGE_R2"
     LABELLED = "LABELLED"
     PRED_FIELD = "PRED_FIELD"
+    OOF_FIELD = "OOF_FIELD"
 
     dependencies = tuple(RUNTIME_DEPS) + ("transformers",)
 
@@ -52,7 +53,7 @@ class PredictRegionsAlgorithm(ToptAlgorithm):
         return "predict_regions"
 
     def displayName(self):  # noqa: N802
-        return self.tr("Predict a region attribute (Prompt4RE)")
+        return self.tr("2. Predict a region attribute (Prompt4RE)")
 
     def shortDescription(self):  # noqa: N802
         return self.tr("Predicts a numeric target known on some regions for every region, from the embeddings "
@@ -85,8 +86,8 @@ class PredictRegionsAlgorithm(ToptAlgorithm):
             self.USE_TASK_TEMPLATE, self.tr("Use the task template in prompts"), d.use_task_template)))
         self.addParameter(enum_param(self.PROTOCOL, self.tr("Outer cross-validation protocol"), tuple(PROTOCOLS),
                                      d.protocol, advanced=True))
-        self.addParameter(advanced(N(self.FOLDS, self.tr("Outer folds"), N.Integer, d.folds, minValue=2,
-                                     maxValue=100)))
+        self.addParameter(advanced(N(self.FOLDS, self.tr("Outer folds (0: the protocol's own)"), N.Integer, d.folds,
+                                     minValue=0, maxValue=100)))
         self.addParameter(advanced(N(self.EPOCHS, self.tr("Maximum head epochs"), N.Integer, d.epochs,
                                      minValue=0, maxValue=100000)))
         self.addParameter(advanced(N(self.LEARNING_RATE, self.tr("Head learning rate"), N.Double, d.lr,
@@ -106,6 +107,7 @@ class PredictRegionsAlgorithm(ToptAlgorithm):
                           (self.LABELLED, "Labelled regions")):
             self.addOutput(QgsProcessingOutputNumber(key, self.tr(desc)))
         self.addOutput(QgsProcessingOutputString(self.PRED_FIELD, self.tr("Prediction field name")))
+        self.addOutput(QgsProcessingOutputString(self.OOF_FIELD, self.tr("Out-of-fold prediction field name")))
 
     # -- parsing -------------------------------------------------------------------------------
 
@@ -189,7 +191,12 @@ class PredictRegionsAlgorithm(ToptAlgorithm):
         check_canceled(reporter)
         feedback.setProgressText(self.tr("Writing outputs"))
         base = safe_field_name(target_field, max_len=58)
-        pred_name, oof_name = f"pred_{base}", f"oof_{base}"
+        destination = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        limit = name_limit(destination)
+        pred_name, oof_name, lab_name = fit_names([f"pred_{base}", f"oof_{base}", "is_labelled"], limit)
+        if limit:
+            feedback.pushInfo(f"This output format keeps field names to {limit} characters: the fields are "
+                              f"{pred_name}, {oof_name} and {lab_name}.")
         labelled = np.asarray(pr.labelled, dtype=bool)
         values = [[float(p), (float(o) if lab else None), int(lab)]
                   for p, o, lab in zip(pr.predictions, pr.oof, labelled)]
@@ -201,15 +208,15 @@ class PredictRegionsAlgorithm(ToptAlgorithm):
         # cancel at this stage leaves neither (hostile matrix, issue 6)
         dest = sinks.write_sink(self, parameters, context, feedback, self.OUTPUT, features, fields,
                                 [sinks.double_field(pred_name), sinks.double_field(oof_name),
-                                 sinks.int_field("is_labelled")], values, source.wkbType(), source.sourceCrs())
+                                 sinks.int_field(lab_name)], values, source.wkbType(), source.sourceCrs())
         if report:
             write_text(report, html)
-        styles.style_on_load(context, dest, pred_name, "graduated")
+        styles.style_output(context, dest, pred_name, "graduated")
         feedback.setProgress(100)
         m, r = pr.metrics, pr.ridge_metrics
         result = {self.OUTPUT: dest, self.MAE: float(m["mae"]), self.RMSE: float(m["rmse"]), self.R2: float(m["r2"]),
                   self.RIDGE_MAE: float(r["mae"]), self.RIDGE_RMSE: float(r["rmse"]), self.RIDGE_R2: float(r["r2"]),
-                  self.LABELLED: n_lab, self.PRED_FIELD: pred_name}
+                  self.LABELLED: n_lab, self.PRED_FIELD: pred_name, self.OOF_FIELD: oof_name}
         if report:
             result[self.OUTPUT_REPORT] = report
         return result

@@ -62,7 +62,7 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
         return "train_regions"
 
     def displayName(self):  # noqa: N802
-        return self.tr("Train region embeddings (SREL)")
+        return self.tr("1. Train region embeddings (SREL)")
 
     def shortDescription(self):  # noqa: N802
         return self.tr("Learns an embedding per region from POIs, mobility and land use (no labels) and "
@@ -187,6 +187,29 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
                                         start=start + (end - start) / 4, end=end)
         return reg, data
 
+    def model_folder(self, parameters, context, feedback) -> str:
+        """OUTPUT_MODEL; left temporary (the default), it goes next to a file OUTPUT, named after it, so the
+        model that 'Predict a region attribute' needs survives closing QGIS."""
+        import os
+
+        from qgis.core import QgsProcessingUtils
+
+        from .base import local_path
+
+        model_dir = self.parameterAsString(parameters, self.OUTPUT_MODEL, context)
+        temp = os.path.realpath(QgsProcessingUtils.tempFolder())
+        if not os.path.realpath(model_dir).startswith(temp + os.sep):
+            return model_dir
+        out = local_path(self.parameterAsOutputLayer(parameters, self.OUTPUT, context))
+        if out and not os.path.realpath(out).startswith(temp + os.sep):
+            chosen = os.path.join(os.path.dirname(out), os.path.splitext(os.path.basename(out))[0] + "_model")
+            feedback.pushInfo(f"Model folder: {chosen} (next to the output layer; OUTPUT_MODEL was left "
+                              "temporary).")
+            return chosen
+        feedback.pushWarning(f"The model folder {model_dir} is temporary: QGIS deletes it when it closes, and "
+                             "'Predict a region attribute' needs it. Choose a folder for OUTPUT_MODEL to keep it.")
+        return model_dir
+
     # -- run -----------------------------------------------------------------------------------
 
     def run(self, parameters, context, feedback):
@@ -210,7 +233,7 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
         from topt_core.progress import check_canceled
 
         check_canceled(reporter)
-        model_dir = self.parameterAsString(parameters, self.OUTPUT_MODEL, context)
+        model_dir = self.model_folder(parameters, context, feedback)
         names = [f"emb_{k:03d}" for k in range(emb.shape[1])]
 
         # model into a temporary folder, then the layer; the model folder is moved into place only when

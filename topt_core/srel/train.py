@@ -80,6 +80,15 @@ def _threads(config: SrelConfig, device: str, n: int):
 
 # -- training ------------------------------------------------------------------------------------
 
+def eta_words(seconds: float) -> str:
+    """'about 4 min', 'about 1.5 h', 'under a minute'."""
+    if seconds < 60:
+        return "under a minute"
+    if seconds < 5400:
+        return f"about {seconds / 60:.0f} min"
+    return f"about {seconds / 3600:.1f} h"
+
+
 def member_seed(seed: int, k: int) -> int:
     """Seed of restart ``k``: the config's seed for the first, a SeedSequence draw for the others."""
     if k == 0:
@@ -92,7 +101,7 @@ def _train_member(model, inputs, targets, config: SrelConfig, reporter, k: int):
     K, tag = config.restarts, (f"SREL restart {k + 1}/{config.restarts}" if config.restarts > 1 else "SREL")
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     history, best, best_state, wait, stopped = [], float("inf"), None, 0, False
-    epoch = 0
+    epoch, t0, shown = 0, time.perf_counter(), 0.0
     for epoch in range(1, config.epochs + 1):
         check_canceled(reporter)
         model.train()
@@ -111,6 +120,12 @@ def _train_member(model, inputs, targets, config: SrelConfig, reporter, k: int):
         else:
             wait += 1
         reporter.set_progress(100.0 * (k * config.epochs + epoch) / (K * config.epochs))
+        elapsed = time.perf_counter() - t0
+        if elapsed - shown >= 2.0 or epoch == 1:
+            shown = elapsed
+            left = elapsed / epoch * ((config.epochs - epoch) + (K - 1 - k) * config.epochs)
+            reporter.set_text(f"{tag}: epoch {epoch}/{config.epochs}, {eta_words(left)} left at most "
+                              "(early stopping may end it sooner)")
         if wait >= config.patience:
             stopped = True
             reporter.info(f"{tag}: stopped at epoch {epoch}: the self-supervised loss has not improved "
