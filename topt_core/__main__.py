@@ -184,6 +184,9 @@ def main(argv=None) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from .crs import ensure_proj_data
+
+    ensure_proj_data()
     from .errors import ToptError
     from .progress import PrintReporter
 

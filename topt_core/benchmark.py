@@ -28,6 +28,9 @@ METRIC_CRS = "EPSG:32618"
 
 
 def _geometry(geojson: Path, n: int):
+    from .crs import ensure_proj_data
+
+    ensure_proj_data()
     from pyproj import Transformer
     from shapely.geometry import shape
     from shapely.ops import transform

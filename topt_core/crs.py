@@ -34,3 +34,18 @@ def utm_epsg_for(lon: float, lat: float) -> int:
         elif lon < 42:
             zone = 37
     return (32600 if lat >= 0 else 32700) + zone
+
+
+def ensure_proj_data() -> None:
+    """Point pyproj at the system PROJ database when it cannot find it itself (a venv on Debian looks in
+    the venv's share/proj and prints "Valid PROJ data directory not found" on every run)."""
+    import os
+    import sys
+
+    if os.environ.get("PROJ_DATA") or os.environ.get("PROJ_LIB"):
+        return
+    for base in (sys.prefix, sys.base_prefix, "/usr", "/usr/local"):
+        folder = os.path.join(base, "share", "proj")
+        if os.path.isfile(os.path.join(folder, "proj.db")):
+            os.environ["PROJ_DATA"] = folder
+            return

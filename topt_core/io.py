@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import joins
-from .crs import utm_epsg_for
+from .crs import ensure_proj_data, utm_epsg_for
 from .data import RegionData
 from .files import atomic_sidecars
 from .matching import FEATURE_ID
@@ -31,6 +31,7 @@ EMBEDDING_FIELD = re.compile(r"^emb_\d+$")
 
 
 def _gpd():
+    ensure_proj_data()
     try:
         import geopandas
     except ImportError as exc:  # pragma: no cover
@@ -82,6 +83,7 @@ def _isnull(v):
 
 def metric_crs(gdf, distance_crs: str | None):
     """DISTANCE_CRS if given (must be projected), else the UTM zone of the layer centre."""
+    ensure_proj_data()
     from pyproj import CRS
 
     if distance_crs:

@@ -83,7 +83,9 @@ def polygon_parts(features, feedback):
         kinds[kind] = kinds.get(kind, 0) + 1
         poly = None
         if not (g.isNull() or g.isEmpty()):
-            poly = g if g.type() == QgsWkbTypes.PolygonGeometry else g.convertToType(QgsWkbTypes.PolygonGeometry, True)
+            parts = [p for p in g.asGeometryCollection() if p.type() == QgsWkbTypes.PolygonGeometry]
+            poly = g if g.type() == QgsWkbTypes.PolygonGeometry else (QgsGeometry.collectGeometry(parts) if parts
+                                                                       else None)
         if poly is None or poly.isNull() or poly.isEmpty():
             dropped += 1
             continue
@@ -114,7 +116,8 @@ def read_regions(source, id_field, context, feedback, distance_crs=None, name_fi
                                      "Check the layer, its filter and 'selected features only'.")
     wkb_type = source.wkbType()
     has_geom = QgsWkbTypes.geometryType(wkb_type) == QgsWkbTypes.PolygonGeometry
-    if not has_geom and need_geometry:
+    mixed = any(f.hasGeometry() and f.geometry().type() != QgsWkbTypes.PolygonGeometry for f in features)
+    if (not has_geom or mixed) and need_geometry:
         features, wkb_type = polygon_parts(features, feedback)
         has_geom, n = True, len(features)
     if id_field:
