@@ -44,6 +44,22 @@ def test_sample_views_equal_the_benchmark_arrays(sample_data, shared_data):
     np.testing.assert_array_equal(data.targets["crime_count"], ref.targets["crime"])
 
 
+def test_both_front_doors_give_the_same_model_input_and_embedding(sample_data, shared_data):
+    """The arrays have 26 POI categories, one of them empty; a point layer cannot hold an empty
+    category, so the sample has 25. The model must not see the difference (issue 14)."""
+    from topt_core.benchmark import load_manhattan
+    from topt_core.config import SrelConfig
+    from topt_core.srel import train_srel
+    from topt_core.srel.inputs import input_schema
+
+    layers, _ = sample_data
+    arrays = load_manhattan(shared_data)
+    assert arrays.poi_counts.shape[1] == 26 and layers.poi_counts.shape[1] == 25
+    cfg = SrelConfig(device="cpu", restarts=1, epochs=3, threads=1)
+    assert input_schema(arrays, cfg)["dims"] == input_schema(layers, cfg)["dims"]
+    np.testing.assert_array_equal(train_srel(arrays, cfg).embeddings, train_srel(layers, cfg).embeddings)
+
+
 def test_adjacency_matches_the_published_neighbour_lists(sample_data, shared_data):
     data, _ = sample_data
     gdf = io.read_layer(str(shared_data / "derived" / "mh180_regions.geojson"))

@@ -3,7 +3,7 @@ import numpy as np
 
 from srel_fixtures import FAST, tiny_data
 from topt_core import spatial, views
-from topt_core.srel.inputs import fit_preprocessing
+from topt_core.srel.inputs import fit_preprocessing, input_schema
 from topt_core.views import mobility, scaling
 
 
@@ -12,8 +12,9 @@ def test_od_artefact_is_winsorised_and_features_bounded():
     stats = fit_preprocessing(data, FAST)
     assert stats["mobility.fence"][0] < 1e3  # the bulk is ~3 trips per pair
     geometry = spatial.PairGeometry(data.centroids, float(stats["spacing"][0]))
+    schema = input_schema(data, FAST)
     for view in views.present(data):
-        f = view.features(data, stats, FAST, geometry)
+        f = view.features(data, stats, FAST, geometry, schema)
         assert np.isfinite(f).all() and np.abs(f).max() <= scaling.CLIP_LINEAR, view.name
     w = mobility.od_target(data, float(stats["mobility.fence"][0]))
     assert w.max() < 100 * np.median(w[w > 0])

@@ -45,6 +45,19 @@ def region_data(draw, clean_p=0.6):
     return data
 
 
+@st.composite
+def valid_region_data(draw):
+    """Data that must be accepted: 2-9 regions, unique ids, finite centroids, POI counts with a non-zero."""
+    n = draw(st.integers(2, 9))
+    data = RegionData(region_ids=np.asarray([f"r{i}" for i in range(n)], dtype=object),
+                      centroids=matrix(draw, n, 2, 1.0) * 100.0, areas=np.full(n, 1e4), crs="EPSG:32618")
+    data.poi_counts = matrix(draw, n, draw(st.integers(1, 4)), 1.0)
+    data.poi_counts[0, 0] = 1.0
+    if draw(st.booleans()):
+        data.mobility = sp.csr_matrix(matrix(draw, n, n, 1.0))
+    return data
+
+
 def _only_topt_errors(fn, *args, **kw):
     try:
         return fn(*args, **kw)
@@ -56,7 +69,7 @@ def test_validate_returns_clean_data_or_topt_error():
     accepted = []
 
     @FUZZ
-    @given(region_data(clean_p=0.4))
+    @given(st.one_of(region_data(clean_p=0.4), valid_region_data()))
     def check(data):
         out = _only_topt_errors(data.validate)
         accepted.append(out is not None)

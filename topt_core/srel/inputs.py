@@ -66,18 +66,14 @@ def check_schema(schema: dict, data, config: SrelConfig) -> None:
     if got["views"] != schema["views"]:
         raise ToptDataError(f"The model was trained on views {schema['views']} but the data has {got['views']}; "
                             "provide the same inputs (POI, land use, mobility, extra fields) as for training.")
-    for v in views.REGISTRY:
-        for key in v.schema(data):
-            if got.get(key, []) != schema.get(key, []):
-                what = getattr(v, "columns_label", "") or f"{v.label} columns"
-                raise ToptDataError(f"The data's {what} {got.get(key, [])[:8]} differ from the model's "
-                                    f"{schema.get(key, [])[:8]}; use the same {what} in the same order as for "
-                                    "training.")
+    for v in model_views(schema):
+        v.check(schema, data)
     if schema.get("region_ids") is not None and got["region_ids"] != schema["region_ids"]:
         raise ToptDataError("This model encodes OD rows (mobility_features='rows') and is tied to the "
                             f"{len(schema['region_ids'])} training regions, but the data has other regions; "
                             "embed the training regions, or retrain with mobility_features='summary'.")
-    if got["dims"] != schema["dims"]:
+    od = [v.name for v in model_views(schema) if v.kind == "od"]
+    if any(got["dims"].get(k) != schema["dims"].get(k) for k in od):
         raise ToptDataError(f"The data's input widths {got['dims']} differ from the model's {schema['dims']}; "
                             "use data with the same columns as for training.")
 
@@ -112,7 +108,7 @@ def build_inputs(model, data, device="cpu") -> SrelInputs:
     spacing = float(stats["spacing"][0])
     geometry = spatial.PairGeometry(data.centroids, spacing)
     to = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
-    inp = SrelInputs(features={v.name: to(v.features(data, stats, cfg, geometry))
+    inp = SrelInputs(features={v.name: to(v.features(data, stats, cfg, geometry, model.schema))
                                for v in model_views(model.schema)})
     edges = spatial.neighbour_edges(data.centroids, data.adjacency, cfg.neighbours, cfg.knn)
     inp.degree = to(spatial.degrees(edges, data.n))

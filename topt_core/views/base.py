@@ -66,8 +66,11 @@ class View:
 
     # -- stage 1 -------------------------------------------------------------------------------
     def schema(self, data) -> dict:
-        """Entries of the model's input schema that the data must match (column names)."""
+        """Entries of the model's input schema for this view (the column names the model uses)."""
         return {}
+
+    def check(self, schema: dict, data) -> None:
+        """Refuse data the model (``schema``) cannot read; nothing by default."""
 
     def feature_dim(self, data, config) -> int:
         raise NotImplementedError
@@ -78,7 +81,8 @@ class View:
     def stat_shapes(self, dim: int, config) -> dict:
         raise NotImplementedError
 
-    def features(self, data, stats: dict, config, geometry) -> np.ndarray:
+    def features(self, data, stats: dict, config, geometry, schema: dict) -> np.ndarray:
+        """(N, F) float32 node features, with the model's statistics and ``schema``."""
         raise NotImplementedError
 
     def loss_weight(self, config) -> float:
@@ -188,12 +192,42 @@ class TableView(View):
         self.set(data, arrays.get(self.array_name), meta.get(self.schema_key, []))
 
     # -- stage 1 -------------------------------------------------------------------------------
-    def schema(self, data) -> dict:
-        return {self.schema_key: self.columns(data)}
+    def used_columns(self, data) -> list:
+        """The columns with a non-zero value somewhere: what a model trained on ``data`` reads.
 
-    def raw(self, data, config) -> tuple[np.ndarray, np.ndarray]:
-        """Columns before robust scaling, and each column's clip bound."""
+        A category that no region has (say a POI class absent from the city) is left out, so the
+        same data gives the same model input whether it came with that empty column (arrays) or
+        without it (a point layer cannot hold a category without points).
+        """
+        if self.get(data) is None:
+            return []
+        x = np.asarray(self.get(data), dtype=float)
+        return [c for j, c in enumerate(self.columns(data)) if np.any(x[:, j] != 0)]
+
+    def aligned(self, data, names) -> np.ndarray:
+        """(N, len(names)) values of the named columns; a column the data lacks is all zero."""
         x = np.asarray(self.get(data), dtype=np.float64)
+        pos = {c: j for j, c in enumerate(self.columns(data))}
+        out = np.zeros((x.shape[0], len(names)))
+        for k, name in enumerate(names):
+            if name in pos:
+                out[:, k] = x[:, pos[name]]
+        return out
+
+    def schema(self, data) -> dict:
+        return {self.schema_key: self.used_columns(data)}
+
+    def check(self, schema: dict, data) -> None:
+        model = list(schema.get(self.schema_key, []))
+        extra = [c for c in self.used_columns(data) if c not in model]
+        if extra:
+            what = self.columns_label or f"{self.label} columns"
+            raise ToptDataError(f"The data's {what} {extra[:8]} are not among the model's {model[:8]}; use the same "
+                                f"{what} (names) as for training, or retrain.")
+
+    def raw(self, data, config, names=None) -> tuple[np.ndarray, np.ndarray]:
+        """Columns before robust scaling (``names``: the model's columns), and each column's clip bound."""
+        x = self.aligned(data, self.used_columns(data) if names is None else names)
         if not self.counts:
             return scaling.signed_log1p(x), np.full(x.shape[1], scaling.CLIP)
         x = np.concatenate([x, x.sum(1, keepdims=True)], axis=1)
@@ -204,7 +238,7 @@ class TableView(View):
         return np.concatenate(cols, axis=1), np.concatenate(clip)
 
     def feature_dim(self, data, config) -> int:
-        k = np.asarray(self.get(data)).shape[1]
+        k = len(self.used_columns(data))
         if not self.counts:
             return k
         return (k + 1) * (2 if config.linear_counts else 1)
@@ -216,8 +250,8 @@ class TableView(View):
     def stat_shapes(self, dim: int, config) -> dict:
         return {f"{self.name}.center": (dim,), f"{self.name}.scale": (dim,)}
 
-    def features(self, data, stats, config, geometry) -> np.ndarray:
-        raw, clip = self.raw(data, config)
+    def features(self, data, stats, config, geometry, schema) -> np.ndarray:
+        raw, clip = self.raw(data, config, schema[self.schema_key])
         return scaling.robust_apply(raw, stats[f"{self.name}.center"], stats[f"{self.name}.scale"], clip)
 
     @property

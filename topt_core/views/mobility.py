@@ -187,7 +187,7 @@ class MobilityView(View):
         return {"mobility.center": (dim,), "mobility.scale": (dim,), "mobility.fence": (1,),
                 "strength.edges": (2, config.strength_buckets - 1), "flow.scale": (1,)}
 
-    def features(self, data, stats, config, geometry) -> np.ndarray:
+    def features(self, data, stats, config, geometry, schema) -> np.ndarray:
         m = clipped_od(data.mobility, float(stats["mobility.fence"][0]))
         raw, clip = _raw(m, config, geometry)
         return scaling.robust_apply(raw, stats["mobility.center"], stats["mobility.scale"], clip)
