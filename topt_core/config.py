@@ -18,7 +18,7 @@ SCHEMA_VERSION = 1
 SPATIAL_BIASES = ("gaussian", "bucket", "none")
 NEIGHBOUR_MODES = ("auto", "touch", "knn")
 MOBILITY_FEATURES = ("summary", "rows")
-ATTENTION_MODES = ("dense",)
+ATTENTION_MODES = ("auto", "dense", "sparse")
 TASKS = ("crime", "checkin", "service", "generic")
 TARGET_TRANSFORMS = ("auto", "none", "log1p")
 
@@ -60,6 +60,13 @@ def _check(cond: bool, msg: str) -> None:
         raise ToptConfigError(msg)
 
 
+def resolve_attention(config, n: int) -> str:
+    """The attention mode a run over ``n`` regions uses ("dense" or "sparse")."""
+    if config.attention == "auto":
+        return "sparse" if n > config.auto_sparse_above else "dense"
+    return config.attention
+
+
 @dataclass(frozen=True)
 class SrelConfig(_ConfigMixin):
     """Stage 1 (SREL): view encoders + Graphormer fusion, trained self-supervised."""
@@ -96,7 +103,13 @@ class SrelConfig(_ConfigMixin):
     restarts: int = 4                   # independent trainings (seeds from `seed`), embeddings concatenated, PCA to embed_dim
     device: str = "auto"
     threads: int = 0                    # CPU threads for torch; 0 = auto (1 up to 1000 regions, else all but one core)
-    attention: str = "dense"            # attention implementation (dense now; sparse later)
+    attention: str = "auto"             # "auto" (dense up to auto_sparse_above regions, else sparse) | "dense" | "sparse"
+    auto_sparse_above: int = 3000       # regions above which auto uses the sparse mode (bench/RESULTS.md, scale)
+    local_neighbours: int = 12          # sparse: nearest regions each region attends to one by one
+    od_partners: int = 4                # sparse: strongest OD partners added to them
+    anchors: int = 0                    # sparse: clusters of the global channel; 0 = 2 sqrt(N), in [16, 256]
+    od_negatives: int = 256             # sparse: shared sampled destinations per epoch in the OD loss
+    similarity_pairs: int = 64          # sparse: random partners per region per epoch in the similarity losses
     max_dense_regions: int = 20000      # refuse dense attention above this size with advice
 
     def __post_init__(self):
@@ -125,6 +138,10 @@ class SrelConfig(_ConfigMixin):
         _check(self.min_delta >= 0, f"SrelConfig.min_delta must be >= 0, got {self.min_delta}.")
         _check(self.threads >= 0, f"SrelConfig.threads must be >= 0, got {self.threads}.")
         _check(1 <= self.restarts <= 32, f"SrelConfig.restarts must be in 1..32, got {self.restarts}.")
+        for name in ("local_neighbours", "od_negatives", "similarity_pairs"):
+            _check(getattr(self, name) >= 1, f"SrelConfig.{name} must be >= 1, got {getattr(self, name)}.")
+        _check(self.od_partners >= 0 and self.anchors >= 0 and self.auto_sparse_above >= 2,
+               "SrelConfig.od_partners and anchors must be >= 0 and auto_sparse_above >= 2.")
         _check(self.max_dense_regions >= 2, f"SrelConfig.max_dense_regions must be >= 2, got {self.max_dense_regions}.")
 
 

@@ -134,6 +134,30 @@ def hop_counts(edges: np.ndarray, n: int, max_hops: int) -> np.ndarray:
     return np.minimum(h, max_hops).astype(np.int16)
 
 
+def edge_hops(edges: np.ndarray, n: int, dst, src, max_hops: int, chunk: int = 512) -> np.ndarray:
+    """Hop counts in the neighbour graph for the pairs (dst[k], src[k]) only, clipped at ``max_hops``.
+
+    Breadth-first searches limited to ``max_hops`` from the distinct ``dst`` regions, a chunk at a
+    time: memory is chunk x N, never N x N.
+    """
+    from scipy.sparse.csgraph import dijkstra
+
+    a = sp.coo_matrix((np.ones(edges.shape[1]), (edges[0], edges[1])), shape=(n, n)).tocsr()
+    dst, src = np.asarray(dst, dtype=np.int64), np.asarray(src, dtype=np.int64)
+    out = np.full(len(dst), max_hops, dtype=np.int64)
+    order = np.argsort(dst, kind="stable")
+    starts = np.unique(dst)
+    for s0 in range(0, len(starts), chunk):
+        rows = starts[s0:s0 + chunk]
+        h = dijkstra(a, directed=False, indices=rows, unweighted=True, limit=max_hops)
+        pos = np.searchsorted(rows, dst[order])
+        sel = (pos < len(rows)) & (rows[np.minimum(pos, len(rows) - 1)] == dst[order])
+        k = order[sel]
+        v = h[pos[sel], src[k]]
+        out[k] = np.where(np.isfinite(v), np.minimum(v, max_hops), max_hops).astype(np.int64)
+    return out
+
+
 def distance_scale(centroids: np.ndarray) -> float:
     """Typical spacing between regions: median nearest-neighbour distance (metres).
 

@@ -20,8 +20,60 @@ import torch
 from torch import nn
 
 
+GRID = 513          # points of the spatial-bias lookup table
+
+
+def grid_top(u_max: float) -> float:
+    """The largest u of the lookup table: 1.25 x the training data's largest u."""
+    return 1.25 * float(u_max)
+
+
+def interpolation(u: torch.Tensor, u_max: float):
+    """Fixed linear-interpolation weights of each u between two grid points, as sparse matrices.
+
+    Returns (S, S^T) with S of shape (pairs, GRID): ``S @ table`` reads a (GRID, heads) table at
+    every pair, ``S^T @ grad`` is the table's gradient. u never changes during training, so this is
+    built once; both products are sparse-dense matmuls (5x faster than an embedding gather and its
+    backward at N = 1024).
+    """
+    top = grid_top(u_max)
+    pos = u.reshape(-1).clamp(0.0, top) * ((GRID - 1) / top)
+    i0 = pos.floor().long().clamp(max=GRID - 2)
+    f = (pos - i0).to(torch.float32)
+    p = pos.numel()
+    rows = torch.arange(p, device=u.device).repeat(2)
+    cols = torch.cat([i0, i0 + 1])
+    vals = torch.cat([1.0 - f, f])
+    import warnings
+
+    with warnings.catch_warnings():              # "sparse CSR support is in beta": noise for users
+        warnings.simplefilter("ignore", UserWarning)
+        s = torch.sparse_coo_tensor(torch.stack([rows, cols]), vals, (p, GRID)).coalesce().to_sparse_csr()
+        st = torch.sparse_coo_tensor(torch.stack([cols, rows]), vals, (GRID, p)).coalesce().to_sparse_csr()
+    return s, st
+
+
+class _ReadTable(torch.autograd.Function):
+    """``S @ table`` with the gradient ``S^T @ grad`` (fixed S)."""
+
+    @staticmethod
+    def forward(ctx, table, s, st):
+        ctx.st = st
+        return s @ table
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.st @ grad.contiguous(), None, None
+
+
 class GaussianSpatialBias(nn.Module):
-    """bias[h, i, j] = MLP_h(Gaussian kernels of u_ij), u = log1p(distance / spacing)."""
+    """bias[i, j, h] = MLP_h(Gaussian kernels of u_ij), u = log1p(distance / spacing).
+
+    The function of one number is evaluated on a fine grid of u (``GRID`` points up to 1.25 u_max,
+    u_max being the training data's, carried by ``pairs``) and read off by linear interpolation
+    (``interpolation``, fixed sparse weights built once per input), so the MLP runs on GRID values
+    instead of N² x kernels; u beyond the grid reads its last value.
+    """
 
     def __init__(self, heads: int, kernels: int, u_max: float = 4.0):
         super().__init__()
@@ -29,9 +81,19 @@ class GaussianSpatialBias(nn.Module):
         self.log_widths = nn.Parameter(torch.full((kernels,), float(torch.log(torch.tensor(u_max / kernels + 0.1)))))
         self.mlp = nn.Sequential(nn.Linear(kernels, kernels), nn.GELU(), nn.Linear(kernels, heads))
 
-    def forward(self, pairs) -> torch.Tensor:
-        phi = torch.exp(-0.5 * ((pairs.u.unsqueeze(-1) - self.means) / self.log_widths.exp()) ** 2)
+    def function(self, u: torch.Tensor) -> torch.Tensor:
+        """The bias as a function of u, evaluated exactly: (..., heads)."""
+        phi = torch.exp(-0.5 * ((u.unsqueeze(-1) - self.means) / self.log_widths.exp()) ** 2)
         return self.mlp(phi)
+
+    def forward(self, pairs) -> torch.Tensor:
+        u = pairs.u
+        grid = torch.linspace(0.0, grid_top(pairs.u_max), GRID, device=u.device, dtype=u.dtype)
+        table = self.function(grid)                                          # (GRID, heads)
+        if pairs.interp is None:
+            pairs.interp = interpolation(u, pairs.u_max)
+        s, st = pairs.interp
+        return _ReadTable.apply(table, s, st).view(*u.shape, table.shape[1])
 
 
 class BucketSpatialBias(nn.Module):

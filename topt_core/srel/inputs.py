@@ -12,31 +12,41 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from .. import spatial, views
-from ..config import SrelConfig
+from ..config import SrelConfig, resolve_attention
 from ..errors import ToptDataError
 from ..views import mobility as mob
 
 
 @dataclass
 class PairFeatures:
-    """What the pair-bias modules read, for the pairs that attend to each other (dense: (N, N))."""
+    """What the pair-bias modules read, for a set of pairs: all (N, N) pairs, edges (E,) or anchors (N, M)."""
 
     u: torch.Tensor | None = None        # log1p(distance / typical spacing)
     hops: torch.Tensor | None = None     # hop count in the neighbour graph (bucket bias)
-    flow: torch.Tensor | None = None     # scaled log flow between the two regions, both ways
+    flow: torch.Tensor | None = None     # scaled log flow between the two, both ways
+    u_max: float = 4.0                   # the training data's largest u (the spatial bias's grid)
+    interp: tuple | None = None          # the spatial bias's fixed interpolation weights (built on first use)
 
 
 @dataclass
 class SrelInputs:
-    """Everything ``SrelModel.forward`` reads."""
+    """Everything ``SrelModel.forward`` reads. ``mode`` "dense": ``pairs`` covers all N x N pairs;
+    "sparse": ``pairs`` covers the local edges (dst <- src) and ``anchor_pairs`` region-to-anchor pairs."""
 
     features: dict = field(default_factory=dict)   # view name -> (N, F) float32
     degree: torch.Tensor | None = None             # (N,) neighbours in the neighbour graph
     strength: torch.Tensor | None = None           # (N, 2) out/in mobility strength buckets
     pairs: PairFeatures = field(default_factory=PairFeatures)
+    mode: str = "dense"
+    dst: torch.Tensor | None = None                # sparse: (E,)
+    src: torch.Tensor | None = None
+    anchor_of: torch.Tensor | None = None          # sparse: (N,)
+    anchor_log_count: torch.Tensor | None = None   # sparse: (M,)
+    anchor_pairs: PairFeatures | None = None       # sparse: (N, M)
 
     @property
     def n(self) -> int:
@@ -101,25 +111,64 @@ def stat_shapes(schema: dict, config: SrelConfig) -> dict:
     return shapes
 
 
-def build_inputs(model, data, device="cpu") -> SrelInputs:
-    """RegionData -> ``SrelInputs`` for ``model.forward`` (uses the model's stored statistics)."""
+def build_inputs(model, data, device="cpu", mode: str | None = None) -> SrelInputs:
+    """RegionData -> ``SrelInputs`` for ``model.forward`` (uses the model's stored statistics).
+
+    ``mode``: "dense" or "sparse"; None resolves the model's ``attention`` setting for this many regions.
+    """
     cfg = model.config
+    mode = mode or resolve_attention(cfg, data.n)
     stats = model.stats()
     spacing = float(stats["spacing"][0])
     geometry = spatial.PairGeometry(data.centroids, spacing)
-    to = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
+    to = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)  # noqa: E731
     inp = SrelInputs(features={v.name: to(v.features(data, stats, cfg, geometry, model.schema))
-                               for v in model_views(model.schema)})
+                               for v in model_views(model.schema)}, mode=mode)
     edges = spatial.neighbour_edges(data.centroids, data.adjacency, cfg.neighbours, cfg.knn)
     inp.degree = to(spatial.degrees(edges, data.n))
-    dist_units = spatial.pairwise_distances(data.centroids, np.float64) / spacing
-    inp.pairs.u = to(np.log1p(dist_units).astype(np.float32))
-    if cfg.spatial_bias == "bucket":
-        inp.pairs.hops = to(spatial.hop_counts(edges, data.n, cfg.max_hops).astype(np.int64))
-    if "mobility" in model.views:
-        fence = float(stats["mobility.fence"][0])
+    inp.pairs.u_max = float(stats["u_max"][0])
+    has_mob = "mobility" in model.views
+    fence = float(stats["mobility.fence"][0]) if has_mob else None
+    if has_mob:
         inp.strength = to(mob.strength_buckets(mob.strength(data, fence), stats["strength.edges"]))
-        if model.mobility_bias is not None:
+    with_flow = has_mob and model.mobility_bias is not None
+    if mode == "dense":
+        dist_units = spatial.pairwise_distances(data.centroids, np.float64) / spacing
+        inp.pairs.u = to(np.log1p(dist_units).astype(np.float32))
+        if cfg.spatial_bias == "bucket":
+            inp.pairs.hops = to(spatial.hop_counts(edges, data.n, cfg.max_hops).astype(np.int64))
+        if with_flow:
             flow = mob.symmetric_log_flow(data, fence).toarray() / float(stats["flow.scale"][0])
             inp.pairs.flow = to(flow.astype(np.float32))
+        return inp
+    _sparse_inputs(inp, model, data, geometry, edges, fence, with_flow, stats, to)
     return inp
+
+
+def _sparse_inputs(inp, model, data, geometry, edges, fence, with_flow, stats, to):
+    """Local edges, anchors and their pair features (``srel/graph.py``); nothing N x N."""
+    from . import graph
+
+    cfg, n = model.config, data.n
+    sym = None
+    if fence is not None:
+        m = mob.clipped_od(data.mobility, fence)
+        sym = (m + m.T).tocsr()
+    g = graph.build(data.centroids, cfg.local_neighbours, sym, cfg.od_partners, cfg.anchors, seed=cfg.seed)
+    inp.dst, inp.src = to(g.dst), to(g.src)
+    inp.anchor_of = to(g.anchor_of)
+    inp.anchor_log_count = to(np.log(g.anchor_count).astype(np.float32))
+    inp.pairs.u = to(np.log1p(geometry.units(g.dst, g.src)).astype(np.float32))
+    from scipy.spatial.distance import cdist
+
+    a_u = np.log1p(cdist(np.asarray(data.centroids, dtype=np.float64), g.anchor_xy) / geometry.spacing)
+    a_u = a_u.astype(np.float32)                                                               # (N, M)
+    inp.anchor_pairs = PairFeatures(u=to(a_u), u_max=inp.pairs.u_max)
+    if cfg.spatial_bias == "bucket":
+        inp.pairs.hops = to(spatial.edge_hops(edges, n, g.dst, g.src, cfg.max_hops))
+        inp.anchor_pairs.hops = to(np.full(a_u.shape, cfg.max_hops, dtype=np.int64))
+    if with_flow:
+        scale = float(stats["flow.scale"][0])
+        inp.pairs.flow = to((np.log1p(np.asarray(sym[g.dst, g.src]).ravel()) / scale).astype(np.float32))
+        onehot = sp.csr_matrix((np.ones(n), (np.arange(n), g.anchor_of)), shape=(n, g.m))
+        inp.anchor_pairs.flow = to((np.log1p((sym @ onehot).toarray()) / scale).astype(np.float32))

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..config import SrelConfig
-from .attention import RegionAttention
+from .attention import AttentionContext, RegionAttention
 from .encodings import BucketSpatialBias, CentralityEncoding, GaussianSpatialBias, MobilityBias
 from .inputs import SrelInputs, model_views, stat_shapes
 
@@ -33,8 +33,8 @@ class GraphormerLayer(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * dim, dim))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x, bias):
-        x = x + self.drop(self.attn(self.ln1(x), bias))
+    def forward(self, x, ctx):
+        x = x + self.drop(self.attn(self.ln1(x), ctx))
         return x + self.drop(self.ffn(self.ln2(x)))
 
 
@@ -106,12 +106,19 @@ class SrelModel(nn.Module):
             x = (alpha * stack).sum(0)
         if self.centrality is not None:
             x = x + self.centrality(inp.degree, inp.strength)
-        bias = self.pair_bias(inp.pairs)
-        if bias is not None:
-            bias = bias.permute(2, 0, 1)                                   # (heads, N, N)
+        ctx = self.attention_context(inp)
         for layer in self.layers:
-            x = layer(x, bias)
+            x = layer(x, ctx)
         return self.out(self.norm(x))
+
+    def attention_context(self, inp: SrelInputs) -> AttentionContext:
+        """Which pairs attend and their biases, once per forward pass (shared by the layers)."""
+        if inp.mode == "sparse":
+            return AttentionContext("sparse", dst=inp.dst, src=inp.src, edge_bias=self.pair_bias(inp.pairs),
+                                    anchor_of=inp.anchor_of, anchor_log_count=inp.anchor_log_count,
+                                    anchor_bias=self.pair_bias(inp.anchor_pairs))
+        bias = self.pair_bias(inp.pairs)
+        return AttentionContext("dense", bias=None if bias is None else bias.permute(2, 0, 1))   # (heads, N, N)
 
 
 class SrelEnsemble(nn.Module):

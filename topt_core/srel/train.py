@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .. import checkpoint
-from ..config import SrelConfig
+from ..config import SrelConfig, resolve_attention
 from ..device import DeviceChoice, cpu_threads, resolve_device, torch_threads
 from ..errors import ToptCheckpointError, ToptConfigError
 from ..files import atomic_file
@@ -137,28 +137,34 @@ def _train_member(model, inputs, targets, config: SrelConfig, reporter, k: int):
     return history, epoch, stopped
 
 
-def train_srel(data, config: SrelConfig = SrelConfig(), reporter=None) -> SrelResult:
+def train_srel(data, config: SrelConfig = SrelConfig(), reporter=None, device: DeviceChoice | None = None) -> SrelResult:
     """Train SREL self-supervised on ``data`` and return eval-mode embeddings (N x embed_dim).
 
     With ``config.restarts`` > 1 the model is trained that many times from
     different seeds (derived from ``config.seed``) and the result is an
     ``SrelEnsemble``: concatenated embeddings projected by a PCA fitted on them.
-    No labels are used at any point.
+    No labels are used at any point. ``device``: a choice already made (else ``config.device``).
     """
+    from .. import views
+
     reporter = ensure_reporter(reporter)
     t0 = time.perf_counter()
     data.validate()
     data = data.without_targets()
-    choice = resolve_device(config.device)
-    need = memory.check_memory(data.n, config, choice.device)
+    choice = device or resolve_device(config.device)
+    mode = resolve_attention(config, data.n)
+    if mode == "sparse" and config.mobility_features == "rows" and "mobility" in data.views():
+        raise ToptConfigError("mobility_features='rows' feeds one column per region, which the sparse attention "
+                              "mode (large layers) cannot afford; expected mobility_features='summary' (the "
+                              "default). Use it, or attention='dense' on a smaller layer.")
+    need = memory.check_memory(data.n, config, choice.device, mode)
     more = f", {config.restarts} restarts" if config.restarts > 1 else ""
-    from .. import views
-
     for view in views.present(data):
         for w in view.warnings(data):
             reporter.warning(w)
     reporter.info(f"SREL: training on {choice.device} ({choice.reason}); {data.n} regions, "
-                  f"views {', '.join(data.views())}{more}, estimated peak memory {need / 1e9:.2f} GB.")
+                  f"views {', '.join(data.views())}{more}; {memory.describe_mode(data.n, config, mode)}; "
+                  f"estimated peak memory {need / 1e9:.2f} GB.")
     dev = torch.device(choice.device)
     member_cfg = config.replace(restarts=1)
     members, histories, epochs, stopped, stats, inputs = [], [], [], False, None, None
@@ -169,8 +175,9 @@ def train_srel(data, config: SrelConfig = SrelConfig(), reporter=None) -> SrelRe
                     stats = fit_preprocessing(data, config)
                 model = SrelModel(member_cfg if config.restarts > 1 else config,
                                   input_schema(data, config), stats).to(dev)
-                inputs = build_inputs(model, data, dev)
-                targets = build_targets(data, model, dev, inputs)
+                if inputs is None:          # the same for every restart: built once
+                    inputs = build_inputs(model, data, dev, mode)
+                    targets = build_targets(data, model, dev, inputs)
                 hist, ep, st = _train_member(model, inputs, targets, config, reporter, k)
             members.append(model)
             histories.append(hist)
@@ -202,11 +209,13 @@ def embed(model, data, reporter=None) -> np.ndarray:
     check_schema(model.schema, data, model.config)
     check_canceled(reporter)
     choice = resolve_device(model.config.device)
-    memory.check_memory(data.n, model.config, choice.device)
+    mode = resolve_attention(model.config, data.n)
+    memory.check_memory(data.n, model.config, choice.device, mode)
+    reporter.info(f"Embedding {data.n} regions on {choice.device}; {memory.describe_mode(data.n, model.config, mode)}.")
     dev = torch.device(choice.device)
     model = model.to(dev).eval()
     with _threads(model.config, choice.device, data.n), torch.no_grad():
-        out = model(build_inputs(model, data, dev)).cpu().numpy().astype(np.float32)
+        out = model(build_inputs(model, data, dev, mode)).cpu().numpy().astype(np.float32)
     model.cpu()
     reporter.set_progress(100.0)
     return out
@@ -249,6 +258,8 @@ def load_model(folder):
     try:
         settings = dict(manifest["config"])
         settings.setdefault("restarts", 1)          # folders written before restarts existed hold one model
+        if "auto_sparse_above" not in settings and settings.get("attention") == "dense":
+            settings["attention"] = "auto"          # written when dense was the only mode: large layers go sparse
         config = SrelConfig.from_dict(settings)
         schema = manifest["input_schema"]
         model = build_model(config, schema)

@@ -88,7 +88,8 @@ class View:
     def loss_weight(self, config) -> float:
         return float(getattr(config, f"{self.name}_weight", 1.0))
 
-    def ssl_target(self, data, stats: dict, device):
+    def ssl_target(self, data, stats: dict, device, sparse: bool = False, config=None):
+        """Its self-supervised target on ``device``; ``sparse``: per-pair form (nothing N x N)."""
         raise NotImplementedError
 
     def ssl_loss(self, decoders, emb, target):
@@ -269,14 +270,19 @@ class TableView(View):
     def similarity_target(self, data) -> np.ndarray:
         return scaling.cosine_matrix(self.similarity_vectors(data))
 
-    def ssl_target(self, data, stats, device):
+    def ssl_target(self, data, stats, device, sparse=False, config=None):
         import torch
 
+        if sparse:
+            unit = scaling.unit_rows(self.similarity_vectors(data)).astype(np.float32)
+            return {"unit": torch.from_numpy(unit).to(device), "pairs": int(config.similarity_pairs)}
         return torch.from_numpy(self.similarity_target(data)).to(device)
 
     def ssl_loss(self, decoders, emb, target):
-        from ..srel.losses import similarity_mse
+        from ..srel.losses import sampled_similarity_mse, similarity_mse
 
+        if isinstance(target, dict):
+            return sampled_similarity_mse(decoders[self.name](emb), target["unit"], target["pairs"])
         return similarity_mse(decoders[self.name](emb), target)
 
     # -- stage 2 -------------------------------------------------------------------------------
