@@ -105,11 +105,12 @@ class SrelConfig(_ConfigMixin):
     threads: int = 0                    # CPU threads for torch; 0 = auto (1 up to 1000 regions, else all but one core)
     attention: str = "auto"             # "auto" (dense up to auto_sparse_above regions, else sparse) | "dense" | "sparse"
     auto_sparse_above: int = 3000       # regions above which auto uses the sparse mode (bench/RESULTS.md, scale)
-    local_neighbours: int = 12          # sparse: nearest regions each region attends to one by one
-    od_partners: int = 4                # sparse: strongest OD partners added to them
+    local_neighbours: int = 8           # sparse: nearest regions each region attends to one by one (both ways)
+    od_partners: int = 4                # sparse: strongest OD partners added to them (both ways)
     anchors: int = 0                    # sparse: clusters of the global channel; 0 = 2 sqrt(N), in [16, 256]
-    od_negatives: int = 256             # sparse: shared sampled destinations per epoch in the OD loss
-    similarity_pairs: int = 64          # sparse: random partners per region per epoch in the similarity losses
+    od_negatives: int = 256             # sparse: destinations sampled per epoch for the OD loss's normaliser
+    similarity_sample: int = 256        # sparse: regions sampled per epoch as partners of all in the similarity losses
+    loss_rows: int = 20000              # sparse: regions (origins) whose losses an epoch computes, drawn anew each epoch
     max_dense_regions: int = 20000      # refuse dense attention above this size with advice
 
     def __post_init__(self):
@@ -138,7 +139,7 @@ class SrelConfig(_ConfigMixin):
         _check(self.min_delta >= 0, f"SrelConfig.min_delta must be >= 0, got {self.min_delta}.")
         _check(self.threads >= 0, f"SrelConfig.threads must be >= 0, got {self.threads}.")
         _check(1 <= self.restarts <= 32, f"SrelConfig.restarts must be in 1..32, got {self.restarts}.")
-        for name in ("local_neighbours", "od_negatives", "similarity_pairs"):
+        for name in ("local_neighbours", "od_negatives", "similarity_sample", "loss_rows"):
             _check(getattr(self, name) >= 1, f"SrelConfig.{name} must be >= 1, got {getattr(self, name)}.")
         _check(self.od_partners >= 0 and self.anchors >= 0 and self.auto_sparse_above >= 2,
                "SrelConfig.od_partners and anchors must be >= 0 and auto_sparse_above >= 2.")

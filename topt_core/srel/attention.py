@@ -7,8 +7,9 @@ their biases, computed once per forward pass and shared by the layers:
 * ``dense``: every pair; ``bias`` is (heads, N, N). Memory grows with N².
 * ``sparse``: local edges (dst <- src) with ``edge_bias`` (E, heads), plus every region to every
   anchor (cluster of regions, ``srel/graph.py``) with ``anchor_bias`` (N, M, heads). One softmax
-  per region and head runs over both sets, so the weights of a region still sum to 1. Scatter
-  sums and maxima come from torch-geometric's ``utils.scatter`` (plain torch underneath).
+  per region and head runs over both sets, so the weights of a region still sum to 1. Dropout
+  applies to the local weights only. Scatter sums and maxima come from torch-geometric's
+  ``utils.scatter`` (plain torch underneath).
 
 Both modes use the same parameters, so a model trained in one mode embeds in the other.
 """
@@ -34,6 +35,11 @@ class AttentionContext:
     anchor_of: torch.Tensor | None = None       # sparse: (N,) anchor of each region
     anchor_log_count: torch.Tensor | None = None  # sparse: (M,) log regions per anchor
     anchor_bias: torch.Tensor | None = None     # sparse: (N, M, heads) or None
+
+
+def _take(x, index):
+    """x[index] along dim 0; index_select's backward is an index_add (x[index]'s is a serial index_put)."""
+    return torch.index_select(x, 0, index)
 
 
 def _scatter(src, index, n, reduce):
@@ -74,7 +80,7 @@ class RegionAttention(nn.Module):
         n, h, dh = x.shape[0], self.heads, self.head_dim
         q, k, v = self.qkv(x).view(n, 3, h, dh).unbind(1)                    # (N, H, dh) each
         scale = dh ** -0.5
-        le = (q[ctx.dst] * k[ctx.src]).sum(-1) * scale                       # (E, H) local logits
+        le = (_take(q, ctx.dst) * _take(k, ctx.src)).sum(-1) * scale         # (E, H) local logits
         if ctx.edge_bias is not None:
             le = le + ctx.edge_bias
         m = ctx.anchor_log_count.shape[0]
@@ -86,12 +92,12 @@ class RegionAttention(nn.Module):
             la = la + ctx.anchor_bias
         with torch.no_grad():                                                # a shift: no gradient needed
             top = torch.maximum(_scatter(le, ctx.dst, n, "max"), la.amax(1))  # (N, H)
-        ee = torch.exp(le - top[ctx.dst])
+        ee = torch.exp(le - _take(top, ctx.dst))
         ea = torch.exp(la - top[:, None, :])
         den = _scatter(ee, ctx.dst, n, "sum") + ea.sum(1)                    # (N, H)
-        ae = F.dropout(ee / den[ctx.dst], p=self.dropout, training=self.training)
-        aa = F.dropout(ea / den[:, None, :], p=self.dropout, training=self.training)
-        out = _scatter(ae[..., None] * v[ctx.src], ctx.dst, n, "sum") + torch.einsum("nmh,mhd->nhd", aa, va)
+        ae = F.dropout(ee / _take(den, ctx.dst), p=self.dropout, training=self.training)
+        aa = ea / den[:, None, :]            # no dropout on the anchors: N x M masks would cost a third of an epoch
+        out = _scatter(ae[..., None] * _take(v, ctx.src), ctx.dst, n, "sum") + torch.einsum("nmh,mhd->nhd", aa, va)
         return self.proj(out.reshape(n, -1))
 
 

@@ -6,7 +6,7 @@ sparse mode keeps what matters and summarises the rest, like a multipole approxi
 * **local edges** (i <- j): each region's ``local_neighbours`` nearest centroids, its
   ``od_partners`` strongest OD partners (both directions), and itself;
 * **anchors**: the regions are grouped into M spatially compact clusters (KMeans on the
-  centroids); every region also attends to every anchor, whose key and value are the mean of
+  centroids; M = sqrt(N) in [16, 128] by default); every region also attends to every anchor, whose key and value are the mean of
   its members' keys and values and whose logit carries log(cluster size). If the members of a
   cluster looked alike to a region, this equals dense attention to all of them; distant
   clusters are seen in aggregate, near regions one by one. The learned distance bias applies
@@ -40,8 +40,11 @@ class SparseGraph:
 
 
 def default_anchors(n: int) -> int:
-    """M = 2 sqrt(N), between 16 and 256 (never more than N)."""
-    return int(min(n, max(16, min(256, round(2 * np.sqrt(n))))))
+    """M = sqrt(N), between 16 and 128 (never more than N): 100 anchors for 10 000 regions.
+
+    The anchor terms cost N x M per head; with 2 sqrt(N) (256 at 50 000 regions) they took half of
+    an epoch at 50 000 regions (bench/RESULTS.md, scale)."""
+    return int(min(n, max(16, min(128, round(np.sqrt(n))))))
 
 
 def local_edges(centroids, k: int, flow: sp.csr_matrix | None = None, od_partners: int = 0):

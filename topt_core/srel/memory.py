@@ -38,8 +38,8 @@ def estimate_sparse_memory(n_regions: int, config: SrelConfig, od_pairs: int | N
     h, d = c.heads, c.hidden_dim
     attn = c.layers * (4 * e * (4 * d + 6 * h) + 4 * n * m * h * 6)
     pairs = 4 * (e * 4 + n * m * 3) + 8 * n * m                  # edge/anchor features, the N x M distances
-    od = 4 * (od_pairs if od_pairs is not None else 20 * n) * (4 * c.embed_dim + 8) + 4 * n * c.od_negatives * 4
-    sim = 4 * n * c.similarity_pairs * (4 * c.embed_dim + 8) * 3
+    od = 4 * (od_pairs if od_pairs is not None else 20 * n) * (4 * c.embed_dim + 8) + 4 * n * min(n, c.od_negatives) * 8
+    sim = 4 * n * min(n, c.similarity_sample) * 6 + 4 * n * c.embed_dim * 6
     nodes = 4 * n * (d * (8 + 6 * c.layers) + c.embed_dim * 16)
     params = 4 * 3 * (d * d * (4 + 12 * c.layers) + c.embed_dim * c.embed_dim * 6)
     kept = (c.restarts - 1) * (params // 3 + 4 * n * c.embed_dim * 2)

@@ -275,14 +275,15 @@ class TableView(View):
 
         if sparse:
             unit = scaling.unit_rows(self.similarity_vectors(data)).astype(np.float32)
-            return {"unit": torch.from_numpy(unit).to(device), "pairs": int(config.similarity_pairs)}
+            return {"unit": torch.from_numpy(unit).to(device), "pairs": int(config.similarity_sample),
+                    "rows": int(config.loss_rows)}
         return torch.from_numpy(self.similarity_target(data)).to(device)
 
     def ssl_loss(self, decoders, emb, target):
         from ..srel.losses import sampled_similarity_mse, similarity_mse
 
         if isinstance(target, dict):
-            return sampled_similarity_mse(decoders[self.name](emb), target["unit"], target["pairs"])
+            return sampled_similarity_mse(decoders[self.name](emb), target["unit"], target["pairs"], target["rows"])
         return similarity_mse(decoders[self.name](emb), target)
 
     # -- stage 2 -------------------------------------------------------------------------------

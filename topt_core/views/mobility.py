@@ -225,7 +225,9 @@ class MobilityView(View):
         import torch
 
         if sparse:
-            return sparse_od_target(data, float(stats["mobility.fence"][0]), device, config.od_negatives)
+            out = sparse_od_target(data, float(stats["mobility.fence"][0]), device, config.od_negatives)
+            out["rows"] = int(config.loss_rows)
+            return out
         w = od_target(data, float(stats["mobility.fence"][0]))
         p = w / np.maximum(w.sum(1, keepdims=True), 1e-12)
         q = w.T / np.maximum(w.T.sum(1, keepdims=True), 1e-12)
