@@ -104,7 +104,7 @@ class SrelConfig(_ConfigMixin):
     device: str = "auto"
     threads: int = 0                    # CPU threads for torch; 0 = auto (1 up to 1000 regions, else all but one core)
     attention: str = "auto"             # "auto" (dense up to auto_sparse_above regions, else sparse) | "dense" | "sparse"
-    auto_sparse_above: int = 3000       # regions above which auto uses the sparse mode (bench/RESULTS.md, scale)
+    auto_sparse_above: int = 1000       # regions above which auto uses the sparse mode (faster from ~400 on; bench/RESULTS.md)
     local_neighbours: int = 8           # sparse: nearest regions each region attends to one by one (both ways)
     od_partners: int = 4                # sparse: strongest OD partners added to them (both ways)
     anchors: int = 0                    # sparse: clusters of the global channel; 0 = 2 sqrt(N), in [16, 256]

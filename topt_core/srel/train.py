@@ -96,29 +96,84 @@ def member_seed(seed: int, k: int) -> int:
     return int(np.random.SeedSequence([int(seed) % 2 ** 32, k]).generate_state(1)[0])
 
 
-def _train_member(model, inputs, targets, config: SrelConfig, reporter, k: int):
+class _BestState:
+    """Early stopping on the self-supervised loss, keeping the weights of the best epoch.
+
+    On the CPU every epoch is checked exactly (a float costs nothing). On a GPU nothing leaves the
+    device inside the loop: the best loss, the patience counter and the best weights are updated
+    with ``torch.where`` on the device, and the host looks only every ``SYNC_EVERY`` epochs (so a
+    run may go up to that many epochs past its patience; the best weights are still the best epoch's).
+    """
+
+    SYNC_EVERY = 10
+
+    def __init__(self, model, config, device, device_side: bool | None = None):
+        self.model, self.config = model, config
+        self.gpu = torch.device(device).type == "cuda" if device_side is None else device_side
+        self.best, self.wait, self.state, self.losses = float("inf"), 0, None, []
+        if self.gpu:
+            self.best_t = torch.tensor(float("inf"), device=device)
+            self.wait_t = torch.zeros((), dtype=torch.long, device=device)
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def update(self, loss, epoch: int) -> bool:
+        """Record this epoch's loss; True when training should stop."""
+        cfg = self.config
+        if not self.gpu:
+            value = float(loss.detach())
+            _finite_or_raise(value, epoch, cfg)
+            self.losses.append(value)
+            if value < self.best - cfg.min_delta * abs(self.best if np.isfinite(self.best) else value):
+                self.best, self.wait = value, 0
+                self.state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            else:
+                self.wait += 1
+            return self.wait >= cfg.patience
+        value = loss.detach()
+        self.losses.append(value)
+        tol = cfg.min_delta * torch.where(torch.isfinite(self.best_t), self.best_t.abs(), value.abs())
+        improved = value < self.best_t - tol
+        self.best_t = torch.where(improved, value, self.best_t)
+        self.wait_t = torch.where(improved, torch.zeros_like(self.wait_t), self.wait_t + 1)
+        with torch.no_grad():
+            for k, v in self.model.state_dict().items():
+                self.state[k].copy_(torch.where(improved, v, self.state[k]))
+        if epoch % self.SYNC_EVERY and epoch < cfg.epochs:
+            return False
+        recent = torch.stack(self.losses[-self.SYNC_EVERY:]).cpu()            # one transfer per SYNC_EVERY
+        for i, v in enumerate(recent.tolist()):
+            _finite_or_raise(v, epoch - len(recent) + 1 + i, cfg)
+        self.best, self.wait = float(self.best_t), int(self.wait_t)
+        return self.wait >= cfg.patience
+
+    def history(self) -> list:
+        return [float(v) for v in self.losses] if not self.gpu else torch.stack(self.losses).cpu().tolist()
+
+    def restore(self):
+        if self.state is not None:
+            self.model.load_state_dict(self.state)
+
+
+def _finite_or_raise(value: float, epoch: int, cfg) -> None:
+    if not np.isfinite(value):
+        raise ToptConfigError(f"SREL training diverged at epoch {epoch} (loss {value}); expected a finite loss. "
+                              f"Lower the learning rate (now {cfg.lr}).")
+
+
+def _train_member(model, inputs, targets, config: SrelConfig, reporter, k: int, device: str = "cpu"):
     """One self-supervised training run; returns (history, epochs, stopped)."""
     K, tag = config.restarts, (f"SREL restart {k + 1}/{config.restarts}" if config.restarts > 1 else "SREL")
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    history, best, best_state, wait, stopped = [], float("inf"), None, 0, False
+    tracker, stopped = _BestState(model, config, device), False
     epoch, t0, shown = 0, time.perf_counter(), 0.0
     for epoch in range(1, config.epochs + 1):
         check_canceled(reporter)
         model.train()
         opt.zero_grad(set_to_none=True)
         loss, _ = srel_loss(model, model(inputs), targets)
-        if not torch.isfinite(loss):
-            raise ToptConfigError(f"SREL training diverged at epoch {epoch} (loss {float(loss)}); "
-                                  f"expected a finite loss. Lower the learning rate (now {config.lr}).")
         loss.backward()
         opt.step()
-        value = float(loss.detach())
-        history.append(value)
-        if value < best - config.min_delta * abs(best if np.isfinite(best) else value):
-            best, wait = value, 0
-            best_state = {k_: v.detach().clone() for k_, v in model.state_dict().items()}
-        else:
-            wait += 1
+        stop = tracker.update(loss, epoch)
         reporter.set_progress(100.0 * (k * config.epochs + epoch) / (K * config.epochs))
         elapsed = time.perf_counter() - t0
         if elapsed - shown >= 2.0 or epoch == 1:
@@ -126,15 +181,14 @@ def _train_member(model, inputs, targets, config: SrelConfig, reporter, k: int):
             left = elapsed / epoch * ((config.epochs - epoch) + (K - 1 - k) * config.epochs)
             reporter.set_text(f"{tag}: epoch {epoch}/{config.epochs}, {eta_words(left)} left at most "
                               "(early stopping may end it sooner)")
-        if wait >= config.patience:
+        if stop:
             stopped = True
             reporter.info(f"{tag}: stopped at epoch {epoch}: the self-supervised loss has not improved "
-                          f"for {config.patience} epochs (best {best:.4f}).")
+                          f"for {config.patience} epochs (best {tracker.best:.4f}).")
             break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    tracker.restore()
     model.eval()
-    return history, epoch, stopped
+    return tracker.history(), epoch, stopped
 
 
 def train_srel(data, config: SrelConfig = SrelConfig(), reporter=None, device: DeviceChoice | None = None) -> SrelResult:
@@ -178,7 +232,7 @@ def train_srel(data, config: SrelConfig = SrelConfig(), reporter=None, device: D
                 if inputs is None:          # the same for every restart: built once
                     inputs = build_inputs(model, data, dev, mode)
                     targets = build_targets(data, model, dev, inputs)
-                hist, ep, st = _train_member(model, inputs, targets, config, reporter, k)
+                hist, ep, st = _train_member(model, inputs, targets, config, reporter, k, choice.device)
             members.append(model)
             histories.append(hist)
             epochs.append(ep)
