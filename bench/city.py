@@ -89,3 +89,31 @@ def poi_points(city, seed: int = 0):
     half = city["cell"] / 2 * 0.98
     xy = city["centroids"][reg] + rng.uniform(-half, half, (len(reg), 2))
     return xy, cat
+
+
+def write_files(city, folder, seed: int = 0):
+    """The city as a user's files: regions.gpkg (square cells, EPSG:32618, region_id), pois.gpkg (points,
+    category), od.csv (origin_id, destination_id, trips: one row per OD record). Returns the paths."""
+    import csv
+    from pathlib import Path
+
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    h = city["cell"] / 2
+    c = city["centroids"]
+    regions = gpd.GeoDataFrame({"region_id": np.arange(len(c)), "truth": city["truth"]},
+                               geometry=[box(x - h, y - h, x + h, y + h) for x, y in c], crs="EPSG:32618")
+    regions.to_file(folder / "regions.gpkg", layer="regions", driver="GPKG")
+    xy, cat = poi_points(city, seed)
+    pois = gpd.GeoDataFrame({"category": [f"cat_{j:02d}" for j in cat]}, crs="EPSG:32618",
+                            geometry=gpd.points_from_xy(xy[:, 0], xy[:, 1]))
+    pois.to_file(folder / "pois.gpkg", layer="pois", driver="GPKG")
+    o, d, t = city["od_records"]
+    with open(folder / "od.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["origin_id", "destination_id", "trips"])
+        w.writerows(zip(o.tolist(), d.tolist(), t.astype(int).tolist()))
+    return {"regions": folder / "regions.gpkg", "pois": folder / "pois.gpkg", "od": folder / "od.csv"}

@@ -23,7 +23,7 @@ def _split(s: str | None) -> list[str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .config import SPATIAL_BIASES, TARGET_TRANSFORMS, TASKS, PromptConfig, SrelConfig
+    from .config import ATTENTION_MODES, SPATIAL_BIASES, TARGET_TRANSFORMS, TASKS, PromptConfig, SrelConfig
     from .evaluate import PROTOCOLS
 
     p = argparse.ArgumentParser(prog="python -m topt_core", description=__doc__.split("\n\n")[0],
@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--restarts", type=int, default=d.restarts,
                    help="independent trainings combined into one embedding (1 = a single model)")
     t.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    t.add_argument("--attention", default=d.attention, choices=ATTENTION_MODES,
+                   help="auto (dense up to 1000 regions, sparse above), dense or sparse")
     t.add_argument("--output", required=True, help="output file (.gpkg) with the region fields + emb_000…")
     t.add_argument("--model-dir", required=True, help="folder to save the model in")
 
@@ -102,7 +104,8 @@ def _train(a, reporter) -> dict:
         landuse_class=a.landuse_class, landuse_fields=_split(a.landuse_fields), distance_crs=a.distance_crs,
         reporter=reporter)
     cfg = SrelConfig(epochs=a.epochs, embed_dim=a.embed_dim, spatial_bias=a.spatial_bias,
-                     centrality=not a.no_centrality, seed=a.seed, restarts=a.restarts, device=a.device)
+                     centrality=not a.no_centrality, seed=a.seed, restarts=a.restarts, device=a.device,
+                     attention=a.attention)
     res = train_srel(data, cfg, reporter)
     emb_cols = {f"emb_{i:03d}": res.embeddings[:, i] for i in range(res.embeddings.shape[1])}
     with atomic_folder(a.model_dir) as tmp:       # model and layer both, or neither

@@ -60,6 +60,18 @@ def _check(cond: bool, msg: str) -> None:
         raise ToptConfigError(msg)
 
 
+AUTO_RESTARTS = 4              # restarts=0 (auto): this many up to AUTO_RESTARTS_UP_TO regions, one above
+AUTO_RESTARTS_UP_TO = 2000
+
+
+def resolve_restarts(config, n: int) -> int:
+    """The number of restarts a run over ``n`` regions trains: the setting, or auto (4 for small layers,
+    where the ensemble adds 0.01-0.04 R² on Manhattan, 1 for large ones, where it would cost 4x the time)."""
+    if config.restarts:
+        return config.restarts
+    return AUTO_RESTARTS if n <= AUTO_RESTARTS_UP_TO else 1
+
+
 def resolve_attention(config, n: int) -> str:
     """The attention mode a run over ``n`` regions uses ("dense" or "sparse")."""
     if config.attention == "auto":
@@ -100,7 +112,7 @@ class SrelConfig(_ConfigMixin):
     patience: int = 50                  # early stop on the self-supervised loss only
     min_delta: float = 1e-4             # relative loss improvement that resets patience
     seed: int = 42
-    restarts: int = 4                   # independent trainings (seeds from `seed`), embeddings concatenated, PCA to embed_dim
+    restarts: int = 0                   # independent trainings combined (seeds from `seed`); 0 = auto (resolve_restarts)
     device: str = "auto"
     threads: int = 0                    # CPU threads for torch; 0 = auto (1 up to 1000 regions, else all but one core)
     attention: str = "auto"             # "auto" (dense up to auto_sparse_above regions, else sparse) | "dense" | "sparse"
@@ -138,7 +150,7 @@ class SrelConfig(_ConfigMixin):
         _check(self.patience >= 1, f"SrelConfig.patience must be >= 1, got {self.patience}.")
         _check(self.min_delta >= 0, f"SrelConfig.min_delta must be >= 0, got {self.min_delta}.")
         _check(self.threads >= 0, f"SrelConfig.threads must be >= 0, got {self.threads}.")
-        _check(1 <= self.restarts <= 32, f"SrelConfig.restarts must be in 1..32, got {self.restarts}.")
+        _check(0 <= self.restarts <= 32, f"SrelConfig.restarts must be in 0..32 (0 = auto), got {self.restarts}.")
         for name in ("local_neighbours", "od_negatives", "similarity_sample", "loss_rows"):
             _check(getattr(self, name) >= 1, f"SrelConfig.{name} must be >= 1, got {getattr(self, name)}.")
         _check(self.od_partners >= 0 and self.anchors >= 0 and self.auto_sparse_above >= 2,

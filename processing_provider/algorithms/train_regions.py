@@ -6,7 +6,7 @@ from qgis.core import (QgsProcessing, QgsProcessingOutputNumber, QgsProcessingOu
                        QgsProcessingParameterFeatureSource, QgsProcessingParameterField,
                        QgsProcessingParameterFolderDestination, QgsProcessingParameterNumber)
 
-from topt_core.config import NEIGHBOUR_MODES, SPATIAL_BIASES, SrelConfig
+from topt_core.config import ATTENTION_MODES, NEIGHBOUR_MODES, SPATIAL_BIASES, SrelConfig
 
 from ..adapters import regions, sinks, spatial_join
 from ..feedback import FeedbackReporter
@@ -48,6 +48,7 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
     DEVICE = "DEVICE"
     SEED = "SEED"
     RESTARTS = "RESTARTS"
+    ATTENTION = "ATTENTION"
     OUTPUT = "OUTPUT"
     OUTPUT_MODEL = "OUTPUT_MODEL"
     # numeric/string outputs
@@ -117,6 +118,8 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
             self.CENTRALITY, self.tr("Centrality encoding (degree, mobility strength)"), d.centrality)))
         self.addParameter(advanced(QgsProcessingParameterBoolean(
             self.MOBILITY_BIAS, self.tr("OD flow as attention bias"), d.mobility_bias)))
+        self.addParameter(enum_param(self.ATTENTION, self.tr("Attention across regions"), ATTENTION_MODES, d.attention,
+                                     advanced=True))
         self.addParameter(enum_param(self.NEIGHBOURS, self.tr("Neighbour graph"), NEIGHBOUR_MODES, d.neighbours,
                                      advanced=True))
         self.addParameter(advanced(N(self.KNN, self.tr("Nearest neighbours (knn graph)"), N.Integer, d.knn,
@@ -133,8 +136,8 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
                                      d.threads, minValue=0, maxValue=1024)))
         self.addParameter(enum_param(self.DEVICE, self.tr("Device"), DEVICES, d.device))
         self.addParameter(N(self.SEED, self.tr("Random seed"), N.Integer, d.seed, minValue=0))
-        self.addParameter(advanced(N(self.RESTARTS, self.tr("Restarts (independent trainings combined)"), N.Integer,
-                                     d.restarts, minValue=1, maxValue=32)))
+        self.addParameter(advanced(N(self.RESTARTS, self.tr("Restarts combined (0: 4 up to 2000 regions, else 1)"),
+                                     N.Integer, d.restarts, minValue=0, maxValue=32)))
         self.addParameter(QgsProcessingParameterFeatureSink(self.OUTPUT, self.tr("Region embeddings"),
                                                             QgsProcessing.TypeVectorPolygon))
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_MODEL, self.tr("Model folder")))
@@ -158,7 +161,8 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
             neighbours=self.parameterAsEnumString(parameters, self.NEIGHBOURS, context), knn=i(self.KNN),
             epochs=i(self.EPOCHS), lr=f(self.LEARNING_RATE), weight_decay=f(self.WEIGHT_DECAY),
             patience=i(self.PATIENCE), threads=i(self.THREADS), seed=i(self.SEED),
-            restarts=i(self.RESTARTS), device=self.parameterAsEnumString(parameters, self.DEVICE, context))
+            restarts=i(self.RESTARTS), device=self.parameterAsEnumString(parameters, self.DEVICE, context),
+            attention=self.parameterAsEnumString(parameters, self.ATTENTION, context))
 
     def view_inputs(self, parameters, context) -> spatial_join.ViewInputs:
         s = lambda k: self.parameterAsString(parameters, k, context)  # noqa: E731

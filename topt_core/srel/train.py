@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .. import checkpoint
-from ..config import SrelConfig, resolve_attention
+from ..config import SrelConfig, resolve_attention, resolve_restarts
 from ..device import DeviceChoice, cpu_threads, resolve_device, torch_threads
 from ..errors import ToptCheckpointError, ToptConfigError
 from ..files import atomic_file
@@ -205,6 +205,7 @@ def train_srel(data, config: SrelConfig = SrelConfig(), reporter=None, device: D
     t0 = time.perf_counter()
     data.validate()
     data = data.without_targets()
+    config = config.replace(restarts=resolve_restarts(config, data.n))     # saved with the model as a number
     choice = device or resolve_device(config.device)
     mode = resolve_attention(config, data.n)
     if mode == "sparse" and config.mobility_features == "rows" and "mobility" in data.views():
