@@ -98,8 +98,8 @@ def _line_ends(source, reg, context, feedback, weight_field, start, end):
 def join_mobility(source, reg, context, feedback, origin_field="", destination_field="", count_field="",
                   start=10.0, end=15.0):
     """OD from lines (first/last vertex located in regions) or from a table of region ids."""
-    if count_field:
-        field_or_fail(source, count_field, "MOBILITY_COUNT_FIELD", numeric=True, layer_param="MOBILITY layer")
+    if count_field:     # a text field of numbers (a CSV read without types) is fine: the counts are parsed
+        field_or_fail(source, count_field, "MOBILITY_COUNT_FIELD", layer_param="MOBILITY layer")
     if bool(origin_field) != bool(destination_field):
         raise QgsProcessingException("Set both MOBILITY_ORIGIN_FIELD and MOBILITY_DESTINATION_FIELD (an OD "
                                      "table of region ids), or neither (OD lines: first and last vertex).")

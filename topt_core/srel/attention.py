@@ -43,7 +43,11 @@ def _take(x, index):
 
 
 def _scatter(src, index, n, reduce):
-    from torch_geometric.utils import scatter
+    import warnings
+
+    with warnings.catch_warnings():          # torch-geometric's import calls the deprecated torch.jit.script
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from torch_geometric.utils import scatter
 
     return scatter(src, index, dim=0, dim_size=n, reduce=reduce)
 

@@ -79,8 +79,9 @@ def _sampled_ce(a, b, rows, cols, w, counts, n: int, negatives: int):
     """sum_ij w_ij (log Z_i - a_i.b_j), Z_i = sum over all j of exp(a_i.b_j) estimated from the observed
     j and ``negatives`` destinations drawn without replacement and shared by all origins (weighted by
     the unobserved share); exact when negatives >= N."""
-    from torch_geometric.utils import scatter
+    from .attention import _scatter
 
+    scatter = lambda x, i, dim, dim_size, reduce: _scatter(x, i, dim_size, reduce)  # noqa: E731
     pick = torch.index_select
     s_obs = (pick(a, 0, rows) * pick(b, 0, cols)).sum(-1)
     if negatives >= n:                                                   # small layers: the exact normaliser
