@@ -181,11 +181,20 @@ class PromptConfig(_ConfigMixin):
     target_transform: str = "auto"      # "auto" (chosen on inner folds) | "none" | "log1p"; metrics in original units
     folds: int = 0                      # outer folds; 0 = the protocol's own number (random: 10)
     protocol: str = "random"            # outer folds: see topt_core.evaluate.PROTOCOLS (benchmarks: hafusion-ny)
-    inner_splits: int = 3               # inner K-fold partition of each outer training fold (1 = one hold-out)
+    inner_splits: int = 5               # inner K-fold partition of each outer training fold (1 = one hold-out)
     inner_val_fraction: float = 0.2     # validation share when inner_splits == 1
     seed: int = 2026
     device: str = "auto"
     threads: int = 0                    # CPU threads for torch; 0 = all but one core (all on <= 2 cores)
+    # the routes of the stacked ensemble (topt_core/prompt/stack.py); each can be switched off
+    use_views: bool = True              # Ridge on the embedding + the region's own view values
+    use_text: bool = True               # Ridge on the embedding + PCA of the language model's text vectors
+    use_neighbours: bool = True         # each route + the residuals of the nearest labelled regions
+    use_head: str = "auto"              # the cross-attention head: "auto" (up to 2000 labels) | "on" | "off"
+    neighbours_k: int = 8               # labelled neighbours of the residual term
+    alphas: tuple = (0.3, 1.0, 3.0, 10.0)   # Ridge penalties tried on inner splits
+    text_route_rank: int = 16           # principal components of the text vectors in the text route
+    level: float = 0.9                  # prediction interval level (cross-conformal CV+)
 
     @property
     def outer_folds(self) -> int:
@@ -219,3 +228,8 @@ class PromptConfig(_ConfigMixin):
         _check(self.ridge_alpha >= 0, f"PromptConfig.ridge_alpha must be >= 0, got {self.ridge_alpha}.")
         _check(self.threads >= 0, f"PromptConfig.threads must be >= 0, got {self.threads}.")
         _one_of("PromptConfig", "task", self.task, TASKS)
+        _one_of("PromptConfig", "use_head", self.use_head, ("auto", "on", "off"))
+        _check(self.neighbours_k >= 1, f"PromptConfig.neighbours_k must be >= 1, got {self.neighbours_k}.")
+        _check(len(self.alphas) >= 1 and all(float(a) > 0 for a in self.alphas),
+               f"PromptConfig.alphas must be positive numbers, got {self.alphas}.")
+        _check(0.5 <= self.level < 1.0, f"PromptConfig.level must be in [0.5, 1), got {self.level}.")

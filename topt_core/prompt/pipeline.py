@@ -23,8 +23,8 @@ class PromptResult:
         when the target is non-negative), Prompt4RE and the Ridge-on-embeddings baseline on the same folds.
     prompts: the full prompt (task template + description) per region, one of the texts encoded.
     facet_names / facet_prompts: every text encoded per region, in key/value order.
-    encoder_info, device (DeviceChoice), timings {"encode_s", "train_s"}, chosen (per fold + final:
-        lr, epochs, validation RMSE), warnings.
+    encoder_info, device (DeviceChoice), timings {"encode_s", "train_s"}, chosen (per fold + final: route
+        weights, log1p and neighbour shares, head epochs), warnings; lo/hi/coverage/width (CV+ intervals).
     """
 
     predictions: np.ndarray
@@ -43,6 +43,13 @@ class PromptResult:
     ridge_oof: np.ndarray | None = None
     target_name: str = ""
     config: dict = field(default_factory=dict)
+    lo: np.ndarray | None = None        # (N,) lower end of the prediction interval (config.level)
+    hi: np.ndarray | None = None
+    coverage: float = float("nan")      # share of labelled regions inside their out-of-fold interval
+    width: float = float("nan")         # mean interval width over them
+    folds: list = field(default_factory=list)
+    evidence: dict = field(default_factory=dict)   # labelled neighbours (global rows) and weights per region
+    left_out: np.ndarray | None = None
 
 
 def check_inputs(embeddings, data: RegionData, target, target_name: str, config: PromptConfig):
@@ -156,28 +163,30 @@ def run_prompt4re(embeddings: np.ndarray, data: RegionData, target: np.ndarray, 
     for w in target_warnings(y, target_name, config):
         reporter.warning(w)
         warnings.append(w)
+    from .conformal import coverage, cv_plus
+    from .stack import view_features
+
     out = fit_predict(emb, text_vecs, y, config, StageReporter(reporter, 10, 100), device=dev.device,
-                      coords=data.centroids)
+                      coords=data.centroids, views=view_features(data))
     if out["left_out"].any():
         reporter.info(f"Protocol {config.protocol}: {int(out['left_out'].sum())} region(s) with 0 check-ins are "
                       "left out of training and scoring, as in the published protocol (they are still predicted).")
-    if config.target_transform == "auto":
-        n_log = sum(1 for k, t in out["transforms"].items() if k >= 0 and t == "log1p")
-        reporter.info(f"Target transform (auto, chosen on inner splits): log1p in {n_log} of "
-                      f"{len(out['folds'])} folds, {out['transforms'][-1]} for the final model.")
+    final = out["chosen"][-1]
+    reporter.info("Prompt4RE final model, weights chosen on inner splits: "
+                  + ", ".join(f"{r} {final[r]:.2f}" for r in ("embedding", "views", "text", "prompt") if final[r] > 0)
+                  + f"; on log1p {final['log1p']:.2f}, with the labelled-neighbour term {final['neighbours']:.2f}.")
+    lo, hi = cv_plus(np.where(out["labelled"], y, np.nan), out["folds"], out["fold_predictions"], config.level,
+                     out["clip"])
+    lab_rows = np.concatenate([te for _, te in out["folds"]])
+    cov, width = coverage(y, lo, hi, lab_rows)
+    reporter.info(f"Prediction intervals ({100 * config.level:.0f} %, cross-conformal CV+): {100 * cov:.1f} % of the "
+                  f"labelled regions inside theirs (out of fold), mean width {width:.4g}.")
     train_s = time.perf_counter() - t1
     from ..evaluate import regression_metrics
 
     lab = out["labelled"]
     metrics = regression_metrics(y[lab], out["oof"][lab])
     ridge = regression_metrics(y[lab], out["ridge_oof"][lab])
-    folds = [c for c in out["chosen"] if c["fold"] >= 0]
-    at_ridge = sum(c["epochs"] == 0 for c in folds)
-    if at_ridge == len(folds):
-        w = ("inner validation kept the Ridge solution (0 epochs) in every fold: the prompt vectors did not help "
-             "this target on held-out regions")
-        warnings.append(w)
-        reporter.warning(w)
     reporter.info(f"Prompt4RE out-of-fold: MAE {metrics['mae']:.4g}, RMSE {metrics['rmse']:.4g}, R2 "
                   f"{metrics['r2']:.3f} (Ridge on embeddings: MAE {ridge['mae']:.4g}, R2 {ridge['r2']:.3f}); "
                   f"encode {encode_s:.1f} s, train {train_s:.1f} s.")
@@ -186,4 +195,5 @@ def run_prompt4re(embeddings: np.ndarray, data: RegionData, target: np.ndarray, 
                         ridge_metrics=ridge, prompts=[t[k] for t in texts], encoder_info=encoder.info, device=dev,
                         timings={"encode_s": encode_s, "train_s": train_s}, chosen=out["chosen"],
                         warnings=warnings, facet_names=names, facet_prompts=texts, ridge_oof=out["ridge_oof"],
-                        target_name=target_name, config=config.to_dict())
+                        target_name=target_name, config=config.to_dict(), lo=lo, hi=hi, coverage=cov, width=width,
+                        folds=out["folds"], evidence=out["evidence"], left_out=out["left_out"])

@@ -1,4 +1,5 @@
-"""Prompt4RE training: nested cross-validation, honest model selection, a final head for every region.
+"""Stage 2 training: the nested cross-validation that drives the stacked routes (``stack.py``) and the
+Prompt4RE cross-attention head, one of those routes.
 
 Protocol
 --------
@@ -6,8 +7,8 @@ Protocol
   over the labelled regions (``random``, the default: shuffled KFold(10); ``hafusion-ny``, the
   benchmark: KFold(10) in layer order; ``spatial-blocks``: contiguous areas). Protocols of the
   Chicago/SF benchmarks leave regions with 0 check-ins out of the check-in task, as published.
-* Target transform (``auto``): none or log1p, chosen per outer fold on its inner splits
-  (``choose_transforms``); the heads of each fold then train on that scale.
+* Target scale (``auto``): every route runs on the original scale and, for targets >= 0, on
+  log1p; the stacking weights (inner splits) decide how much each counts.
 * Inside each outer training fold, a shuffled ``config.inner_splits``-fold partition gives the
   inner train/validation splits (``inner_splits=1``: one hold-out of ``inner_val_fraction``). Heads are trained on the inner training part for every
   learning rate in ``config.lr * config.lr_multipliers``; the validation MSE (original units,
@@ -184,7 +185,7 @@ def _train_chunks(members, emb, text, ytr, yraw, inverse, clip, config, reporter
                           decayed=head.decayed(), weight_decay=config.weight_decay)
         Xt, Tt, Yt, Wt = (torch.from_numpy(a).to(device) for a in (X, T, Y, W))
         max_ep = max(m.epochs for _, m in chunk)
-        evals = {j: ([], []) for j in range(E)}
+        evals = {j: ([], [], []) for j in range(E)}      # epochs, validation MSE, validation predictions
         best = {j: (np.inf, 0) for j, (_, m) in enumerate(chunk) if m.phase == "select"}
         stopped = {j: None for j in best}       # early stop per head, from its own validation curve only
         gen = [torch.Generator(device=device).manual_seed(m.seed * 7 + 3) for _, m in chunk]   # dropout, per head
@@ -203,6 +204,7 @@ def _train_chunks(members, emb, text, ytr, yraw, inverse, clip, config, reporter
                         mse = float(np.mean((y[j, m.val] - yraw[m.rows[m.val]]) ** 2))
                         evals[j][0].append(epoch)
                         evals[j][1].append(mse)
+                        evals[j][2].append(y[j, m.val].copy())
                         if mse < best[j][0] - 1e-12:
                             best[j] = (mse, epoch)
                         if epoch - best[j][1] >= config.patience or epoch >= m.epochs:
@@ -229,7 +231,7 @@ def _train_chunks(members, emb, text, ytr, yraw, inverse, clip, config, reporter
         done += max_ep + 1
         for j, (idx, m) in enumerate(chunk):
             if m.phase == "select":
-                curves[idx] = (np.array(evals[j][0]), np.array(evals[j][1]))
+                curves[idx] = (np.array(evals[j][0]), np.array(evals[j][1]), evals[j][2])
 
 
 def _transform(kind):
@@ -241,13 +243,14 @@ def _transform(kind):
     raise ToptConfigError(f"PromptConfig.target_transform must be none or log1p, got {kind!r}.")
 
 
-def select_members(groups, config: PromptConfig):
+def select_members(groups, config: PromptConfig, splits=None):
     """Selection heads for each group (k, outer train rows, rows to predict): inner splits x learning rates."""
     lrs = [config.lr * f for f in config.lr_multipliers]
     out = []
     for k, tr, _ in groups:
-        for s, (itr, iva) in enumerate(_inner_splits(len(tr), config.inner_splits, config.inner_val_fraction,
-                                                     config.seed + 7919 * (k + 2))):
+        parts = splits[k] if splits is not None else _inner_splits(
+            len(tr), config.inner_splits, config.inner_val_fraction, config.seed + 7919 * (k + 2))
+        for s, (itr, iva) in enumerate(parts):
             for li, lr in enumerate(lrs):
                 out.append(Member(k, "select", s, lr, config.epochs, rows=tr, train=itr, val=iva,
                                   seed=config.seed * 100003 + (k + 2) * 1009 + s * 31 + li))
@@ -290,58 +293,49 @@ def choose(groups, select, curves, config: PromptConfig):
     return chosen
 
 
-SKEW_RATIO = 20.0     # "extreme tail": the largest label above this multiple of the 90th percentile
+SKEW_RATIO = 20.0     # "extreme tail": the largest label above this multiple of the 90th percentile (a warning)
 
 
-def choose_transforms(groups, emb, y, config: PromptConfig, clip: bool) -> dict:
-    """Per group (outer fold or final): "none" or "log1p", chosen on the group's inner splits only.
+def inner_split_positions(groups, config: PromptConfig, coords=None) -> dict:
+    """Per group: the inner (train, val) positions into its training rows, shared by every route.
 
-    ``target_transform="auto"``: log1p is a candidate only when the group's training labels have an
-    extreme tail (largest value above ``SKEW_RATIO`` x their 90th percentile). Then a Ridge fit on each
-    inner training part, with and without log1p, is scored on its inner validation part in original
-    units (predictions back-transformed, negatives clipped), and log1p is kept only when its mean
-    squared error is lower. The gate matters: on Manhattan (tails of 2-3.4x) log1p lowers crime and
-    311 errors but one outer fold holding the busiest check-in region loses 0.1 R², a loss its inner
-    splits cannot see (bench/RESULTS.md). Otherwise the setting itself.
-    """
-    if config.target_transform != "auto":
-        return {k: config.target_transform for k, _, _ in groups}
-    if not clip:                                     # log1p needs a target >= 0
-        return {k: "none" for k, _, _ in groups}
-    from sklearn.linear_model import Ridge
+    Shuffled K-fold (``config.inner_splits``); under the spatial-blocks protocol, spatial blocks of the
+    training rows, so the choices are made the way the outer figure is measured."""
+    from ..evaluate import protocol, spatial_block_folds
 
     out = {}
     for k, tr, _ in groups:
-        p90 = float(np.percentile(y[tr], 90))
-        if not (p90 > 0 and float(np.max(y[tr])) > SKEW_RATIO * p90):
-            out[k] = "none"
-            continue
-        err = {"none": [], "log1p": []}
-        for itr, iva in _inner_splits(len(tr), config.inner_splits, config.inner_val_fraction,
-                                      config.seed + 7919 * (k + 2)):
-            a, b = tr[itr], tr[iva]
-            if len(b) == 0:
-                continue
-            for t in err:
-                fwd, inv = _transform(t)
-                pred = np.clip(inv(Ridge(alpha=config.ridge_alpha).fit(emb[a], fwd(y[a])).predict(emb[b])), 0, None)
-                err[t].append(float(np.mean((pred - y[b]) ** 2)))
-        out[k] = "log1p" if err["log1p"] and np.mean(err["log1p"]) < np.mean(err["none"]) else "none"
+        seed = config.seed + 7919 * (k + 2)
+        if protocol(config.protocol).spatial and coords is not None and config.inner_splits >= 2:
+            out[k] = spatial_block_folds(np.asarray(coords)[tr], min(config.inner_splits, len(tr) // 2), seed)
+        else:
+            out[k] = _inner_splits(len(tr), config.inner_splits, config.inner_val_fraction, seed)
     return out
 
 
-def fit_predict(emb: np.ndarray, text: np.ndarray, y: np.ndarray, config: PromptConfig = PromptConfig(),
-                reporter=None, record: list | None = None, device: str = "cpu", coords=None) -> dict:
-    """Nested-CV out-of-fold predictions + a final head for every region.
+def use_head(config: PromptConfig, n_labelled: int) -> bool:
+    """Whether the cross-attention head route runs: on, off, or auto (up to HEAD_AUTO_MAX labels)."""
+    return config.use_head == "on" or (config.use_head == "auto" and n_labelled <= HEAD_AUTO_MAX)
 
-    ``emb`` (N, D) region embeddings, ``text`` (N, F, Dt) raw LM vectors per region,
-    ``y`` (N,) with NaN = unknown, ``coords`` (N, 2) metric centroids (the spatial-blocks protocol).
-    Returns a dict with ``oof``, ``predictions``, ``labelled``, ``ridge_oof``, ``folds`` (global row
-    indices), ``chosen``, ``clip``, ``transforms`` (per group) and ``left_out`` (labelled regions the
-    protocol leaves out, e.g. zero check-ins). ``record`` (a list) gets one dict per trained head:
-    group, phase, inner, lr, rows, train rows, val rows.
+
+HEAD_AUTO_MAX = 2000    # above this many labelled regions the head's nested training takes many minutes
+
+
+def fit_predict(emb: np.ndarray, text: np.ndarray, y: np.ndarray, config: PromptConfig = PromptConfig(),
+                reporter=None, record: list | None = None, device: str = "cpu", coords=None, views=None) -> dict:
+    """Nested-CV out-of-fold predictions + a final model for every region (``stack.py``).
+
+    ``emb`` (N, D) region embeddings, ``text`` (N, F, Dt) raw LM vectors per region, ``y`` (N,) with
+    NaN = unknown, ``coords`` (N, 2) metric centroids (neighbours, spatial blocks), ``views`` (N, V)
+    standardised view values or None. Returns a dict with ``oof``, ``predictions``, ``labelled``,
+    ``ridge_oof``, ``folds`` (global row indices), ``chosen`` (per group: weights, head epochs),
+    ``fold_predictions`` (outer fold -> its model's prediction for every region), ``clip``,
+    ``transforms``, ``left_out`` (labelled regions the protocol leaves out, e.g. zero check-ins) and
+    ``evidence`` (the final model's labelled neighbours of every region and their weights).
+    ``record`` (a list) gets one dict per trained head: group, phase, inner, lr, rows, train rows, val rows.
     """
     from ..evaluate import make_folds, protocol
+    from . import stack
 
     reporter = ensure_reporter(reporter)
     emb = np.asarray(emb, dtype=np.float64)
@@ -357,32 +351,73 @@ def fit_predict(emb: np.ndarray, text: np.ndarray, y: np.ndarray, config: Prompt
     if config.target_transform == "log1p" and not clip:
         raise ToptDataError("target_transform=log1p needs a target >= 0 but some known values are negative; "
                             "use target_transform=none.")
-    xy = None if coords is None else np.asarray(coords, dtype=float)[lab]
-    folds = [(lab[a], lab[b]) for a, b in make_folds(len(lab), config.protocol, config.folds, config.seed, xy)]
+    coords = np.zeros((n, 2)) if coords is None else np.asarray(coords, dtype=float)
+    folds = [(lab[a], lab[b]) for a, b in make_folds(len(lab), config.protocol, config.folds, config.seed,
+                                                     coords[lab])]
     groups = [(k, tr, te) for k, (tr, te) in enumerate(folds)] + [(-1, lab, np.arange(n))]
-    transforms = choose_transforms(groups, emb, y, config, clip)
-    chosen, preds = {}, {}
-    for t in sorted(set(transforms.values()), key=["none", "log1p"].index):
-        sub = [g for g in groups if transforms[g[0]] == t]
-        c, p = _fit_groups(sub, emb, text, y, t, clip, config, reporter, record, device, len(folds))
-        chosen.update(c)
-        preds.update(p)
+    transforms = (("none", "log1p") if config.target_transform == "auto" and clip else
+                  ("log1p",) if config.target_transform == "log1p" else ("none",))
+    splits = inner_split_positions(groups, config, coords)
+    scale = float(emb.std()) or 1.0
+    features = {"embedding": emb}
+    if config.use_views and views is not None:
+        features["views"] = np.concatenate([emb, np.asarray(views) * scale], 1)
+    if config.use_text and text.shape[1] and text.shape[2]:
+        features["text"] = np.concatenate([emb, stack.text_features(text, config.text_route_rank) * scale], 1)
+    cands = stack.Candidates(features, y, coords, config, transforms, config.alphas)
+    head_inner, head_all, head_chosen = {}, {}, {}
+    if use_head(config, len(lab)):
+        for t in transforms:
+            c, everywhere, inner = _fit_groups(groups, emb, text, y, t, clip, config, reporter, record, device,
+                                               len(folds), splits)
+            for k, _, _ in groups:
+                head_inner.setdefault(k, {})[("prompt", t, False)] = inner[k]
+                head_all.setdefault(k, {})[("prompt", t, False)] = everywhere[k]
+                head_chosen.setdefault(k, {})[t] = c[k]
+    elif config.use_head == "auto":
+        reporter.info(f"Prompt4RE: {len(lab)} labelled regions > {HEAD_AUTO_MAX}: the cross-attention head route "
+                      "is left out (it would take many minutes); the text route still reads the language model's "
+                      "vectors. Set use_head=on to run it anyway.")
+    reporter.set_text("Prompt4RE: choosing and combining the routes on inner splits")
+    everywhere, chosen = {}, {}
+    everyone = np.arange(n)
+    for i, (k, tr, te) in enumerate(groups):
+        check_canceled(reporter)
+        alpha_for, weights, info = stack.choose_group(cands, tr, splits[k], head_inner.get(k), config.ridge_alpha)
+        everywhere[k] = stack.combine(cands, tr, everyone, alpha_for, weights, head_all.get(k))
+        chosen[k] = {**_summary(k, weights, alpha_for, head_chosen.get(k, {})), **info}
+        reporter.set_progress(100.0 * (i + 1) / len(groups))
     oof = np.full(n, np.nan)
-    predictions = None
-    for k, tr, te in groups:
-        if k >= 0:
-            oof[te] = preds[k][len(tr):]
-        else:
-            predictions = preds[k]
-    for k, _, _ in groups:
-        chosen[k]["transform"] = transforms[k]
+    for k, tr, te in groups[:-1]:
+        oof[te] = everywhere[k][te]
+    predictions = everywhere[-1]
+    nb_idx, nb_w = stack.neighbour_weights(coords, lab, everyone, config.neighbours_k)
+    share = chosen[-1]["neighbours"]
     ridge_oof = _ridge_oof(emb, y, folds, config.ridge_alpha, clip)
     return {"oof": oof, "predictions": predictions, "labelled": np.isfinite(y), "ridge_oof": ridge_oof,
-            "folds": folds, "chosen": [chosen[k] for k, _, _ in groups], "clip": clip, "transforms": transforms,
-            "left_out": left_out}
+            "folds": folds, "chosen": [chosen[k] for k, _, _ in groups], "clip": clip,
+            "transforms": {k: chosen[k]["log1p"] for k, _, _ in groups}, "left_out": left_out,
+            "fold_predictions": {k: everywhere[k] for k, _, _ in groups[:-1]},
+            "evidence": {"rows": lab[nb_idx], "weights": nb_w * share}}
 
 
-def _fit_groups(groups, emb, text, y, transform, clip, config, reporter, record, device, n_folds):
+def _summary(k, weights, alpha_for, head):
+    """What one group chose, for the log and the report."""
+    def share(pred):
+        return float(sum(w for key, w in weights.items() if pred(key)))
+    out = {"fold": k, "weights": {"/".join(str(x) for x in key if x is not False): round(float(w), 4)
+                                  for key, w in weights.items() if w > 1e-4},
+           "log1p": share(lambda key: key[1] == "log1p"), "neighbours": share(lambda key: key[2] is True)}
+    for route in ("embedding", "views", "text", "prompt"):
+        out[route] = share(lambda key, r=route: key[0] == r)
+    if head:
+        c = head.get("none") or next(iter(head.values()))
+        out.update({"epochs": c["epochs"], "lr": c["lr"], "val_rmse": c["val_rmse"],
+                    "val_rmse_ridge": c["val_rmse_ridge"]})
+    return out
+
+
+def _fit_groups(groups, emb, text, y, transform, clip, config, reporter, record, device, n_folds, splits=None):
     """Selection on inner splits, then refit, for the groups that use one target transform."""
     n = emb.shape[0]
     lab = np.isfinite(y)
@@ -391,7 +426,7 @@ def _fit_groups(groups, emb, text, y, transform, clip, config, reporter, record,
     ytr[lab] = fwd(y[lab])
 
     # 1. selection on inner splits of each outer training fold (the outer test rows are not even inputs)
-    select = select_members(groups, config)
+    select = select_members(groups, config, splits)
     if record is not None:
         for m in select:
             record.append({"group": m.group, "phase": m.phase, "inner": m.inner, "lr": m.lr,
@@ -401,6 +436,15 @@ def _fit_groups(groups, emb, text, y, transform, clip, config, reporter, record,
     curves, _ = train_members(select, emb, text, ytr, y, inv, clip, config, reporter, (0.0, 70.0),
                               chunk_seed=1, device=device)
     chosen = choose(groups, select, curves, config)
+    inner = {}
+    for k, tr, _ in groups:                  # the head's inner out-of-fold predictions at its chosen stop
+        oof = np.zeros(len(tr))
+        for i, m in enumerate(select):
+            if m.group == k and m.lr == chosen[k]["lr"]:
+                ep, _, vals = curves[i]
+                j = int(np.searchsorted(ep, min(chosen[k]["epochs"], ep[-1])))
+                oof[m.val] = vals[min(j, len(vals) - 1)]
+        inner[k] = oof
     for k, _, _ in groups:
         c = chosen[k]
         where = f"fold {k + 1}/{n_folds}" if k >= 0 else "final head"
@@ -410,11 +454,9 @@ def _fit_groups(groups, emb, text, y, transform, clip, config, reporter, record,
 
     # 2. refit each outer fold on its whole training fold and predict its test fold; final head on all
     refit = []
-    for k, tr, te in groups:
-        if k >= 0:
-            rows, train_pos = np.concatenate([tr, te]), np.arange(len(tr))
-        else:
-            rows, train_pos = np.arange(n), tr.copy()
+    for k, tr, te in groups:             # every head predicts every region (the intervals need them all)
+        rest = np.setdiff1d(np.arange(n), tr)
+        rows, train_pos = np.concatenate([tr, rest]), np.arange(len(tr))
         refit.append(Member(k, "refit", -1, chosen[k]["lr"], chosen[k]["epochs"], rows=rows, train=train_pos,
                             seed=config.seed * 100003 + (k + 2) * 1009 + 7))
     if record is not None:
@@ -424,7 +466,12 @@ def _fit_groups(groups, emb, text, y, transform, clip, config, reporter, record,
     reporter.set_text("Prompt4RE: refitting the chosen heads")
     _, preds = train_members(refit, emb, text, ytr, y, inv, clip, config, reporter, (70.0, 100.0),
                              chunk_seed=2, device=device)
-    return chosen, {m.group: preds[i] for i, m in enumerate(refit)}
+    everywhere = {}
+    for i, m in enumerate(refit):
+        full = np.zeros(n)
+        full[m.rows] = preds[i]
+        everywhere[m.group] = full
+    return chosen, everywhere, inner
 
 
 def _ridge_oof(emb, y, folds, alpha, clip):

@@ -1,0 +1,198 @@
+"""Stage 2 as a stacked ensemble of routes, every choice made on inner splits of the training folds.
+
+A route is one way to predict the target from what stage 2 knows about a region; each brings
+signal the others lack, and each can be switched off (``PromptConfig.use_*``) for an ablation:
+
+* ``embedding``: Ridge on the SREL embedding (the published protocol's model, alpha tuned);
+* ``views``: Ridge on the embedding plus the region's own view values (log POI, land-use and OD
+  totals), which the embedding has compressed away;
+* ``text``: Ridge on the embedding plus the frozen language model's vectors of the region's texts
+  (its descriptions, the user's TEXT_FIELDS and POI names), reduced by PCA;
+* ``prompt``: the Prompt4RE cross-attention head over the task template and the texts
+  (``train.py``), when ``use_head`` allows (it costs minutes above a few thousand labels);
+* ``+neighbours`` (a variant of each route): the route's prediction plus the inverse-distance mean
+  residual of the k nearest *labelled training* regions (residual kriging): the labelled
+  neighbourhood, which no embedding of the inputs can know.
+
+Each route runs on the original scale and, for targets >= 0, on log1p (back-transformed). For
+every outer fold (and the final model) the inner splits of its training rows give out-of-fold
+predictions of every candidate: the Ridge penalty of each (route, scale, neighbours) is the one
+with the lowest inner error, and a convex combination of the candidates (non-negative weights
+summing to 1) is fitted on those inner predictions. The candidates are then refit on the whole
+training fold and combined with those weights. Nothing sees the outer test labels; a test region's
+neighbour term uses training labels only, and an unlabelled region's uses the labelled ones.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..config import PromptConfig
+
+ROUTES = ("embedding", "views", "text")
+
+
+def view_features(data) -> np.ndarray | None:
+    """(N, F) standardised view values: log1p of every count column and total, signed log of numeric
+    fields, log1p OD out/in totals. Label-free; None when the data has no views (a layer alone)."""
+    from .. import views
+    from ..views import scaling
+
+    cols = []
+    for v in views.present(data):
+        x = v.get(data)
+        if v.kind == "od":
+            cols.append(np.log1p(np.stack([np.asarray(x.sum(1)).ravel(), np.asarray(x.sum(0)).ravel()], 1)))
+        elif getattr(v, "counts", False):
+            x = np.asarray(x, dtype=float)
+            cols.append(np.log1p(np.concatenate([x, x.sum(1, keepdims=True)], 1)))
+        else:
+            cols.append(scaling.signed_log1p(np.asarray(x, dtype=float)))
+    if not cols:
+        return None
+    f = np.concatenate(cols, 1)
+    sd = f.std(0)
+    keep = sd > 1e-12
+    return (f[:, keep] - f[:, keep].mean(0)) / sd[keep] if keep.any() else None
+
+
+def text_features(text_vecs: np.ndarray, rank: int = 16) -> np.ndarray:
+    """(N, rank) principal components of the mean of each region's text vectors (label-free)."""
+    v = np.asarray(text_vecs, dtype=np.float64).mean(1)
+    v = (v - v.mean(0)) / np.where(v.std(0) > 1e-9, v.std(0), 1.0)
+    _, _, vt = np.linalg.svd(v, full_matrices=False)
+    z = v @ vt[:min(rank, vt.shape[0])].T
+    return z / (z.std() or 1.0)
+
+
+def _transform(kind):
+    if kind == "log1p":
+        return np.log1p, (lambda z: np.expm1(np.clip(z, -50.0, 50.0)))
+    return (lambda z: z), (lambda z: z)
+
+
+def neighbour_weights(coords, labelled_rows, query_rows, k: int):
+    """For each query row, its k nearest labelled rows (itself excluded) and inverse-distance weights.
+
+    Returns (idx (Q, k) positions into labelled_rows, w (Q, k) summing to 1 per row)."""
+    from scipy.spatial import cKDTree
+
+    c = np.asarray(coords, dtype=np.float64)
+    lab = np.asarray(labelled_rows)
+    kk = min(k + 1, len(lab))
+    dist, idx = cKDTree(c[lab]).query(c[query_rows], k=kk)
+    dist, idx = dist.reshape(len(query_rows), -1), idx.reshape(len(query_rows), -1)
+    self_hit = lab[idx] == np.asarray(query_rows)[:, None]
+    dist = np.where(self_hit, np.inf, dist)
+    order = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    idx = np.take_along_axis(idx, order, 1)
+    dist = np.take_along_axis(dist, order, 1)
+    scale = np.median(dist[np.isfinite(dist)]) if np.isfinite(dist).any() else 1.0
+    w = np.where(np.isfinite(dist), 1.0 / (dist + 0.5 * scale + 1e-9), 0.0)
+    w = w / np.maximum(w.sum(1, keepdims=True), 1e-12)
+    return idx, w
+
+
+class Candidates:
+    """The candidates' predictions, fitted on rows ``a`` and read on rows ``b`` (global row indices)."""
+
+    def __init__(self, features: dict, y, coords, config: PromptConfig, transforms, alphas):
+        self.features, self.y, self.coords = features, y, coords
+        self.config, self.transforms, self.alphas = config, tuple(transforms), tuple(alphas)
+
+    def keys(self):
+        for route in self.features:
+            for t in self.transforms:
+                for nb in ((False, True) if self.config.use_neighbours else (False,)):
+                    yield (route, t, nb)
+
+    def predict(self, a, b, alpha_for=None, clip=True):
+        """{(route, transform, neighbours, alpha): predictions on b}; ``alpha_for``: one alpha per key."""
+        from sklearn.linear_model import Ridge
+
+        out = {}
+        nb_idx = nb_w = None
+        if self.config.use_neighbours:
+            nb_idx, nb_w = neighbour_weights(self.coords, a, b, self.config.neighbours_k)
+        for route, x in self.features.items():
+            for t in self.transforms:
+                fwd, inv = _transform(t)
+                ya = fwd(self.y[a])
+                alphas = self.alphas if alpha_for is None else sorted({alpha_for[(route, t, nb)] for nb in
+                                                                      ((False, True) if self.config.use_neighbours
+                                                                       else (False,))})
+                for alpha in alphas:
+                    m = Ridge(alpha=alpha).fit(x[a], ya)
+                    p = inv(m.predict(x[b]))
+                    out[(route, t, False, alpha)] = np.clip(p, 0, None) if clip else p
+                    if nb_idx is not None:
+                        resid = self.y[a] - inv(m.predict(x[a]))          # in-sample, on training rows only
+                        q = p + (resid[nb_idx] * nb_w).sum(1)
+                        out[(route, t, True, alpha)] = np.clip(q, 0, None) if clip else q
+        return out
+
+
+def convex_weights(preds: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Non-negative weights summing to 1 minimising the mean squared error of preds @ w (SLSQP)."""
+    from scipy.optimize import minimize
+
+    k = preds.shape[1]
+    if k == 1:
+        return np.ones(1)
+    scale = float(np.mean(y ** 2)) or 1.0
+    res = minimize(lambda w: np.mean((preds @ w - y) ** 2) / scale, np.full(k, 1.0 / k),
+                   jac=lambda w: 2 * preds.T @ (preds @ w - y) / len(y) / scale,
+                   bounds=[(0.0, 1.0)] * k, constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0}],
+                   method="SLSQP", options={"maxiter": 200, "ftol": 1e-10})
+    w = np.clip(res.x, 0, None)
+    return w / w.sum() if w.sum() > 0 else np.full(k, 1.0 / k)
+
+
+BASELINE = ("embedding", "none", False)      # the published protocol's Ridge on the embedding
+
+
+def choose_group(cands: Candidates, tr, splits, extra_inner=None, base_alpha: float = 1.0):
+    """Alpha per candidate and the stacking weights, from inner out-of-fold predictions of ``tr``.
+
+    The stack's own inner error is also measured (weights fitted leaving each inner split out, scored
+    on it) against the published Ridge (alpha ``base_alpha``), for the log and the report. (Falling
+    back to that Ridge whenever the gain was within one standard error was tried: on the Manhattan
+    tuning seeds it lost 0.01-0.04 R², the per-fold switching adding more noise than it removed.)
+    ``extra_inner``: {key: inner OOF predictions (len tr)} of routes trained elsewhere (the head).
+    Returns (alpha per key, {key: weight}, {"gain": mean inner MSE gain over that Ridge, "se": ...})."""
+    y = cands.y
+    inner = {}
+    for itr, iva in splits:
+        for key, p in cands.predict(tr[itr], tr[iva]).items():
+            inner.setdefault(key, np.zeros(len(tr)))[iva] = p
+    alpha_for, cols = {}, {}
+    for key in cands.keys():
+        best = min(cands.alphas, key=lambda al: (np.mean((inner[key + (al,)] - y[tr]) ** 2), -al))
+        alpha_for[key] = best
+        cols[key] = inner[key + (best,)]
+    cols.update(extra_inner or {})
+    keys = list(cols)
+    A = np.stack([cols[k] for k in keys], 1)
+    yt = y[tr]
+    base_key = BASELINE + (base_alpha,)
+    base = inner[base_key] if base_key in inner else cands.predict(tr, tr)[base_key]
+    diffs = []
+    for _, iva in splits:                                  # the stack's own inner error, honestly
+        rest = np.setdiff1d(np.arange(len(tr)), iva)
+        w_s = convex_weights(A[rest], yt[rest])
+        diffs.append(np.mean((A[iva] @ w_s - yt[iva]) ** 2) - np.mean((base[iva] - yt[iva]) ** 2))
+    d = np.asarray(diffs)
+    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+    info = {"gain": float(-d.mean()), "se": se}
+    return alpha_for, dict(zip(keys, convex_weights(A, yt))), info
+
+
+def combine(cands: Candidates, a, b, alpha_for, weights, extra=None):
+    """The weighted prediction on rows b from candidates refit on rows a (``extra``: {key: preds on b})."""
+    preds = cands.predict(a, b, alpha_for)
+    total = np.zeros(len(b))
+    for key, w in weights.items():
+        if w <= 0:
+            continue
+        p = extra[key] if extra is not None and key in extra else preds[key + (alpha_for[key],)]
+        total += w * p
+    return total
