@@ -19,6 +19,10 @@ HELP = {
             "REGIONS": "Polygons: census tracts, districts or a grid, in any CRS.",
             "REGION_ID_FIELD": "Unique id per region; OD tables refer to these ids. Empty: feature ids.",
             "REGION_NAME_FIELD": "Names used in the region descriptions of the prediction step.",
+            "TEXT_FIELDS": "Text fields (neighbourhood names, zoning, notes) that reach the language model in the "
+                           "prediction step's region descriptions.",
+            "POI_NAME_FIELD": "Names of the points (e.g. OSM name); each region's most frequent ones join its "
+                              "description.",
             "POIS": "Points; each is counted in the region that contains it.",
             "POI_CATEGORY_FIELD": "The category of each point (e.g. amenity). Required with POIs.",
             "MOBILITY": "OD lines (first vertex = origin, last = destination) or a table of region ids.",
@@ -77,6 +81,12 @@ HELP = {
             "REGION_ID_FIELD": "The field holding the model's region ids. Empty: the id field the model was "
                                "trained with; a run is refused when two fields match differently.",
             "DESCRIPTION_FIELDS": "Numeric fields that describe regions when no model is given.",
+            "TEXT_FIELDS": "Text fields (names, zoning, notes) added to the region descriptions the language model "
+                           "reads.",
+            "LEVEL": "Share of regions whose true value the interval pred_lo..pred_hi should hold (cross-conformal, "
+                     "from the outer folds).",
+            "USE_HEAD": "off (default), on or auto: the Prompt4RE cross-attention head as one more route; it costs "
+                        "about 20x the time and has not earned weight on held-out tests (bench/RESULTS.md).",
             "USE_TASK_TEMPLATE": "Put the task template in the prompts (off: an ablation).",
             "PROTOCOL": "Outer folds: random (default), spatial-blocks (contiguous areas), or a benchmark's "
                         "(hafusion-ny, mvure-5fold, hafusion-chi, hafusion-sf, topt-chi). " + ENUM_NOTE,
@@ -87,7 +97,8 @@ HELP = {
                                 + ENUM_NOTE,
             "DEVICE": "auto, cpu or cuda; the choice and why is logged. " + ENUM_NOTE,
             "SEED": "Random seed of folds and heads.",
-            "OUTPUT": "The input with pred_<target>, oof_<target> (out-of-fold) and is_labelled.",
+            "OUTPUT": "The input with pred_<target>, oof_<target> (out-of-fold), is_labelled and the interval "
+                      "pred_lo, pred_hi.",
             "OUTPUT_REPORT": "HTML report: accuracy against Ridge, plots, prompts and settings.",
         }),
     "evaluate_embeddings": (

@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--region-id", help="unique id field (default: row number)")
     t.add_argument("--pois", help="point file with POIs")
     t.add_argument("--poi-category", help="category field of the POI file")
+    t.add_argument("--poi-name", help="name field of the POI file (names reach the region descriptions)")
+    t.add_argument("--text-fields", help="comma-separated text fields of the regions (names, zoning) for descriptions")
     t.add_argument("--od", help="OD table/layer with origin, destination and count fields (or OD lines)")
     t.add_argument("--od-origin", help="origin region id field")
     t.add_argument("--od-destination", help="destination region id field")
@@ -68,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--region-id", help="field holding the model's region ids (default: chosen automatically)")
     pr.add_argument("--description-fields", help="comma-separated numeric fields describing regions (without model)")
     pr.add_argument("--report", help="HTML report to write")
+    pr.add_argument("--text-fields", help="comma-separated text fields added to the region descriptions")
+    pr.add_argument("--level", type=float, default=pc.level, help="prediction interval level (default 0.9)")
+    pr.add_argument("--use-head", default=pc.use_head, choices=("off", "on", "auto"),
+                    help="the Prompt4RE cross-attention head route")
     pr.add_argument("--protocol", default=pc.protocol, choices=tuple(PROTOCOLS),
                     help="outer folds: random (default), spatial-blocks, or a benchmark's")
     pr.add_argument("--folds", type=int, default=pc.folds, help="outer folds (0: the protocol's own)")
@@ -102,7 +108,7 @@ def _train(a, reporter) -> dict:
         a.regions, region_id=a.region_id, pois=a.pois, poi_category=a.poi_category, od=a.od,
         od_origin=a.od_origin, od_destination=a.od_destination, od_count=a.od_count, landuse=a.landuse,
         landuse_class=a.landuse_class, landuse_fields=_split(a.landuse_fields), distance_crs=a.distance_crs,
-        reporter=reporter)
+        reporter=reporter, text_fields=_split(a.text_fields), poi_name=a.poi_name)
     cfg = SrelConfig(epochs=a.epochs, embed_dim=a.embed_dim, spatial_bias=a.spatial_bias,
                      centrality=not a.no_centrality, seed=a.seed, restarts=a.restarts, device=a.device,
                      attention=a.attention)
@@ -135,17 +141,21 @@ def _predict(a, reporter) -> dict:
                                   a.region_id or "", lambda ids: io.layer_region_data(layer, ids, described),
                                   reporter)
     emb = prediction_embeddings(emb, a.model_dir, data, match, reporter)
+    for f in _split(a.text_fields):
+        data.texts[f] = np.asarray(["" if v is None else str(v) for v in io.layer_columns(layer)[f]], dtype=object)
     cfg = PromptConfig(text_encoder=a.text_encoder, task=a.task, task_description=a.task_description,
                        seed=a.seed, device=a.device, protocol=a.protocol, folds=a.folds,
-                       target_transform=a.target_transform)
+                       target_transform=a.target_transform, level=a.level, use_head=a.use_head)
     res = run_prompt4re(emb, data, y, a.target, cfg, reporter)
     name = safe_field_name(a.target, max_len=58)   # as the QGIS algorithm: room for 'pred_'
-    pred_name, oof_name, lab_name = fit_names([f"pred_{name}", f"oof_{name}", "is_labelled"], name_limit(a.output))
+    pred_name, oof_name, lab_name, lo_name, hi_name = fit_names(
+        [f"pred_{name}", f"oof_{name}", "is_labelled", "pred_lo", "pred_hi"], name_limit(a.output))
     io.write_layer(layer, {pred_name: res.predictions, lab_name: res.labelled.astype(np.int32),
-                           oof_name: res.oof}, a.output)
+                           oof_name: res.oof, lo_name: res.lo, hi_name: res.hi}, a.output)
     out = {"target": a.target, "task": a.task, "metrics": res.metrics, "ridge_metrics": res.ridge_metrics,
            "labelled": int(res.labelled.sum()), "regions": int(len(res.predictions)), "output": a.output,
-           "fields": {"prediction": pred_name, "out_of_fold": oof_name, "labelled": lab_name}}
+           "fields": {"prediction": pred_name, "out_of_fold": oof_name, "labelled": lab_name, "low": lo_name,
+                      "high": hi_name}, "coverage": res.coverage, "width": res.width, "level": cfg.level}
     if a.report:
         write_text(a.report, prediction_report(a.input, a.target, pred_name, cfg, res, y,
                                                [c for c in layer.columns if io.EMBEDDING_FIELD.match(str(c))],

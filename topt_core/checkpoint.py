@@ -98,7 +98,8 @@ def region_data_arrays(data) -> tuple[dict, dict]:
     arrays = {"centroids": np.asarray(data.centroids, np.float64),
               "areas": np.asarray(data.areas, np.float64)}
     meta = {"region_ids": [str(x) for x in data.region_ids], "crs": str(data.crs), "id_field": data.id_field or "",
-            "names": None if data.names is None else [str(x) for x in data.names]}
+            "names": None if data.names is None else [str(x) for x in data.names],
+            "texts": {k: [str(x) for x in v] for k, v in (data.texts or {}).items()}}
     for view in views.REGISTRY:
         a, m = view.to_arrays(data)
         arrays.update(a)
@@ -144,7 +145,8 @@ def load_region_data(folder, fmt: str = "topt-srel"):
     names = meta.get("names")
     data = RegionData(region_ids=np.asarray(meta["region_ids"]), centroids=arrays["centroids"],
                       areas=arrays["areas"], crs=meta["crs"], adjacency=arrays.get("adjacency"),
-                      names=None if names is None else np.asarray(names), id_field=meta.get("id_field") or "")
+                      names=None if names is None else np.asarray(names), id_field=meta.get("id_field") or "",
+                      texts={k: np.asarray(v, dtype=object) for k, v in (meta.get("texts") or {}).items()})
     for view in views.REGISTRY:
         view.from_arrays(data, arrays, meta, len(meta["region_ids"]))
     try:

@@ -187,10 +187,11 @@ class PromptConfig(_ConfigMixin):
     device: str = "auto"
     threads: int = 0                    # CPU threads for torch; 0 = all but one core (all on <= 2 cores)
     # the routes of the stacked ensemble (topt_core/prompt/stack.py); each can be switched off
+    use_embedding: bool = True          # Ridge on the embedding (alpha tuned)
     use_views: bool = True              # Ridge on the embedding + the region's own view values
     use_text: bool = True               # Ridge on the embedding + PCA of the language model's text vectors
     use_neighbours: bool = True         # each route + the residuals of the nearest labelled regions
-    use_head: str = "auto"              # the cross-attention head: "auto" (up to 2000 labels) | "on" | "off"
+    use_head: str = "off"               # the cross-attention head route: "off" | "on" | "auto" (up to 2000 labels)
     neighbours_k: int = 8               # labelled neighbours of the residual term
     alphas: tuple = (0.3, 1.0, 3.0, 10.0)   # Ridge penalties tried on inner splits
     text_route_rank: int = 16           # principal components of the text vectors in the text route
@@ -229,6 +230,9 @@ class PromptConfig(_ConfigMixin):
         _check(self.threads >= 0, f"PromptConfig.threads must be >= 0, got {self.threads}.")
         _one_of("PromptConfig", "task", self.task, TASKS)
         _one_of("PromptConfig", "use_head", self.use_head, ("auto", "on", "off"))
+        _check(self.use_embedding or self.use_views or self.use_text or self.use_head != "off",
+               "PromptConfig switches off every route; expected at least one of use_embedding, use_views, "
+               "use_text or use_head.")
         _check(self.neighbours_k >= 1, f"PromptConfig.neighbours_k must be >= 1, got {self.neighbours_k}.")
         _check(len(self.alphas) >= 1 and all(float(a) > 0 for a in self.alphas),
                f"PromptConfig.alphas must be positive numbers, got {self.alphas}.")

@@ -39,6 +39,8 @@ class RegionData:
         tables: name -> ``views.Table`` for views added to the registry beyond the built-in four.
         id_field: the layer field the ids came from ("(feature id)" for feature ids), recorded with
             a model so prediction matches regions by the same field.
+        texts: label -> (N,) strings the user has about each region (TEXT_FIELDS such as names or
+            zoning, the names of the POIs inside it); they reach stage 2's descriptions.
 
     What each view means, how it is checked, scaled and described: ``topt_core.views``.
     """
@@ -59,6 +61,7 @@ class RegionData:
     names: Optional[np.ndarray] = None
     tables: dict = field(default_factory=dict)
     id_field: str = ""
+    texts: dict = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -90,7 +93,8 @@ class RegionData:
         take = lambda a: None if a is None else np.asarray(a)[rows]  # noqa: E731
         out = replace(self, region_ids=take(self.region_ids), centroids=take(self.centroids),
                       areas=take(self.areas), adjacency=adjacency, names=take(self.names), tables=dict(self.tables),
-                      targets={k: np.asarray(v)[rows] for k, v in (self.targets or {}).items()})
+                      targets={k: np.asarray(v)[rows] for k, v in (self.targets or {}).items()},
+                      texts={k: np.asarray(v)[rows] for k, v in (self.texts or {}).items()})
         for view in views.REGISTRY:
             view.subset(self, rows, out)
         return out
@@ -136,6 +140,13 @@ class RegionData:
             raise ToptDataError("No usable view: POI counts, land use, mobility and extra fields are all "
                                 "missing or all zero. Provide at least one of POIS, MOBILITY, LANDUSE or "
                                 "numeric region fields with non-zero values.")
+        texts = {}
+        for label, values in (self.texts or {}).items():
+            v = np.asarray(["" if x is None else str(x) for x in values], dtype=object)
+            if v.shape != (n,):
+                raise ToptDataError(f"Text '{label}' has {len(v)} values; expected one per region ({n}).")
+            texts[str(label)] = v
+        self.texts = texts
         clean = {}
         for name, y in self.targets.items():
             y = np.asarray(y, dtype=float).reshape(-1)

@@ -177,7 +177,7 @@ def read_regions(spec, region_id=None, distance_crs=None, reporter=None):
 
 def read_region_data(regions, region_id=None, pois=None, poi_category=None, od=None, od_origin=None,
                      od_destination=None, od_count=None, landuse=None, landuse_class=None, landuse_fields=(),
-                     targets=(), distance_crs=None, reporter=None):
+                     targets=(), distance_crs=None, reporter=None, text_fields=(), poi_name=None):
     """Build ``RegionData`` from files. Returns (data, the region GeoDataFrame as read)."""
     rep = ensure_reporter(reporter)
     gdf, metric, ids, crs = read_regions(regions, region_id, distance_crs, rep)
@@ -219,6 +219,9 @@ def read_region_data(regions, region_id=None, pois=None, poi_category=None, od=N
         counts, names, _, _, vrep = poi_view.count(region_index, [cats[r] for r in src_rows], n)
         _report(rep, vrep)
         data.poi_counts, data.poi_categories = counts, names
+        if poi_name:
+            labels = _field(pts, poi_name, "POI_NAME_FIELD")
+            data.texts["POIs"] = poi_view.names_per_region(region_index, [labels[r] for r in src_rows], n)
     check_canceled(rep)
     if od:
         table = read_layer(od)
@@ -270,6 +273,8 @@ def read_region_data(regions, region_id=None, pois=None, poi_category=None, od=N
         data.landuse, data.landuse_classes = table, names
     for t in targets:
         data.targets[t] = numeric_column(gdf, t)
+    for f in text_fields:
+        data.texts[f] = np.asarray(["" if v is None else str(v) for v in _field(gdf, f, "TEXT_FIELDS")], dtype=object)
     data.centroids, data.areas = cents * unit_m, areas * unit_m ** 2      # metres from here on
     return data.validate(), gdf
 

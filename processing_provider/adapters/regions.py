@@ -187,3 +187,12 @@ def adjacency(reg: Regions, feedback):
     if warning:
         feedback.pushWarning(warning)
     return joins.adjacency_from_pairs(ii, jj, reg.n)
+
+
+def field_or_fail_regions(reg: Regions, name: str, param: str) -> int:
+    """The index of a field of the region layer, or a clear error."""
+    idx = reg.fields.indexFromName(name)
+    if idx < 0:
+        raise QgsProcessingException(f"{param}: the field '{name}' is not in the region layer (fields: "
+                                     f"{', '.join(reg.fields.names()[:20])}). Choose one of its fields.")
+    return idx

@@ -48,12 +48,18 @@ def _points_xy(source, reg, context, feedback, start, end, value_fields=()):
     return np.asarray(xs), np.asarray(ys), vals, no_geom
 
 
-def join_pois(source, category_field, reg, context, feedback, start=5.0, end=10.0):
+def join_pois(source, category_field, reg, context, feedback, start=5.0, end=10.0, name_field=""):
+    """(counts, categories, names per region or None): POIs located in regions, counted per category."""
     if not category_field:
         raise QgsProcessingException("POIS is set but POI_CATEGORY_FIELD is empty; choose the field that holds "
                                      "each point's category (e.g. 'amenity' or 'category').")
     field_or_fail(source, category_field, "POI_CATEGORY_FIELD", layer_param="POI layer")
-    xs, ys, (cats,), no_geom = _points_xy(source, reg, context, feedback, start, end, [category_field])
+    wanted = [category_field]
+    if name_field:
+        field_or_fail(source, name_field, "POI_NAME_FIELD", layer_param="POI layer")
+        wanted.append(name_field)
+    xs, ys, vals, no_geom = _points_xy(source, reg, context, feedback, start, end, wanted)
+    cats = vals[0]
     region_index = np.full(len(xs), -1, dtype=np.int64)
     ambiguous = 0
     for k in range(len(xs)):
@@ -71,7 +77,8 @@ def join_pois(source, category_field, reg, context, feedback, start=5.0, end=10.
                           "shared edge); each was counted once, in the first region.")
     _report(rep, feedback)
     feedback.pushInfo(f"POIs: {rep.used} of {rep.records} points counted in {len(names)} categories.")
-    return counts, names
+    poi_names = poi_view.names_per_region(region_index, vals[1], reg.n) if name_field else None
+    return counts, names, poi_names
 
 
 def _line_ends(source, reg, context, feedback, weight_field, start, end):
@@ -191,6 +198,7 @@ class ViewInputs:
 
     pois: object = None
     poi_category_field: str = ""
+    poi_name_field: str = ""
     mobility: object = None
     mobility_origin_field: str = ""
     mobility_destination_field: str = ""
@@ -199,16 +207,20 @@ class ViewInputs:
     landuse_class_field: str = ""
     landuse_fields: list = field(default_factory=list)
     extra_fields: list = field(default_factory=list)
+    texts: dict = field(default_factory=dict)           # label -> (N,) strings from TEXT_FIELDS
 
 
 def build_region_data(reg: Regions, inputs: ViewInputs, context, feedback, targets=None,
                       start=5.0, end=20.0) -> RegionData:
     """RegionData from the region layer and the view layers."""
     span = (end - start) / 4
+    texts = dict(inputs.texts or {})
     poi = poi_names = lu = lu_names = mob = extra = extra_names = None
     if inputs.pois is not None:
-        poi, poi_names = join_pois(inputs.pois, inputs.poi_category_field, reg, context, feedback,
-                                  start, start + span)
+        poi, poi_names, poi_texts = join_pois(inputs.pois, inputs.poi_category_field, reg, context, feedback,
+                                              start, start + span, inputs.poi_name_field)
+        if poi_texts is not None:
+            texts["POIs"] = poi_texts
     if inputs.mobility is not None:
         mob = join_mobility(inputs.mobility, reg, context, feedback, inputs.mobility_origin_field,
                             inputs.mobility_destination_field, inputs.mobility_count_field,
@@ -229,5 +241,6 @@ def build_region_data(reg: Regions, inputs: ViewInputs, context, feedback, targe
     data = RegionData(region_ids=reg.ids, centroids=reg.centroids_m, areas=reg.areas_m2, crs=reg.crs.authid(),
                       poi_counts=poi, poi_categories=poi_names or [], landuse=lu, landuse_classes=lu_names or [],
                       mobility=mob, extra=extra, extra_names=extra_names or [], adjacency=adj,
-                      targets=dict(targets or {}), names=reg.names, id_field=reg.id_field or FEATURE_ID)
+                      targets=dict(targets or {}), names=reg.names, id_field=reg.id_field or FEATURE_ID,
+                      texts=texts)
     return data.validate()

@@ -31,6 +31,10 @@ class PredictRegionsAlgorithm(ToptAlgorithm):
     MODEL = "MODEL"
     REGION_ID_FIELD = "REGION_ID_FIELD"
     DESCRIPTION_FIELDS = "DESCRIPTION_FIELDS"
+    TEXT_FIELDS = "TEXT_FIELDS"
+    LEVEL = "LEVEL"
+    USE_HEAD = "USE_HEAD"
+    COVERAGE, WIDTH = "COVERAGE", "WIDTH"
     USE_TASK_TEMPLATE = "USE_TASK_TEMPLATE"
     PROTOCOL = "PROTOCOL"
     FOLDS = "FOLDS"
@@ -82,6 +86,12 @@ class PredictRegionsAlgorithm(ToptAlgorithm):
                             parentLayerParameterName=self.INPUT, optional=True))
         self.addParameter(F(self.DESCRIPTION_FIELDS, self.tr("Numeric fields to describe regions (without model)"),
                             parentLayerParameterName=self.INPUT, type=F.Numeric, allowMultiple=True, optional=True))
+        self.addParameter(F(self.TEXT_FIELDS, self.tr("Text fields describing regions (names, zoning, notes)"),
+                            parentLayerParameterName=self.INPUT, allowMultiple=True, optional=True))
+        self.addParameter(N(self.LEVEL, self.tr("Prediction interval level"), N.Double, d.level, minValue=0.5,
+                            maxValue=0.99))
+        self.addParameter(enum_param(self.USE_HEAD, self.tr("Cross-attention head route (Prompt4RE)"),
+                                     ("off", "on", "auto"), d.use_head, advanced=True))
         self.addParameter(advanced(QgsProcessingParameterBoolean(
             self.USE_TASK_TEMPLATE, self.tr("Use the task template in prompts"), d.use_task_template)))
         self.addParameter(enum_param(self.PROTOCOL, self.tr("Outer cross-validation protocol"), tuple(PROTOCOLS),
@@ -104,7 +114,9 @@ class PredictRegionsAlgorithm(ToptAlgorithm):
         for key, desc in ((self.MAE, "Cross-validated MAE"), (self.RMSE, "Cross-validated RMSE"),
                           (self.R2, "Cross-validated R²"), (self.RIDGE_MAE, "Ridge baseline MAE"),
                           (self.RIDGE_RMSE, "Ridge baseline RMSE"), (self.RIDGE_R2, "Ridge baseline R²"),
-                          (self.LABELLED, "Labelled regions")):
+                          (self.LABELLED, "Labelled regions"),
+                          (self.COVERAGE, "Share of labelled regions inside their out-of-fold interval"),
+                          (self.WIDTH, "Mean interval width")):
             self.addOutput(QgsProcessingOutputNumber(key, self.tr(desc)))
         self.addOutput(QgsProcessingOutputString(self.PRED_FIELD, self.tr("Prediction field name")))
         self.addOutput(QgsProcessingOutputString(self.OOF_FIELD, self.tr("Out-of-fold prediction field name")))
@@ -123,7 +135,9 @@ class PredictRegionsAlgorithm(ToptAlgorithm):
                       lr=self.parameterAsDouble(parameters, self.LEARNING_RATE, context),
                       device=self.parameterAsEnumString(parameters, self.DEVICE, context),
                       seed=self.parameterAsInt(parameters, self.SEED, context),
-                      target_transform=self.parameterAsEnumString(parameters, self.TARGET_TRANSFORM, context))
+                      target_transform=self.parameterAsEnumString(parameters, self.TARGET_TRANSFORM, context),
+                      level=self.parameterAsDouble(parameters, self.LEVEL, context),
+                      use_head=self.parameterAsEnumString(parameters, self.USE_HEAD, context))
         return DEFAULTS.replace(**values)
 
     def layer_region_data(self, source, features, parameters, context, feedback, ids):
@@ -180,6 +194,9 @@ class PredictRegionsAlgorithm(ToptAlgorithm):
             columns, [ft.id() for ft in features], model_dir,
             self.parameterAsString(parameters, self.REGION_ID_FIELD, context),
             lambda ids: self.layer_region_data(source, features, parameters, context, feedback, ids), reporter)
+        for name in self.parameterAsFields(parameters, self.TEXT_FIELDS, context):
+            reading.field_or_fail(source, name, "TEXT_FIELDS", layer_param="input layer")
+            data.texts[name] = np.asarray(["" if v is None else str(v) for v in columns[name]], dtype=object)
         emb = reading.matrix(features, fields, emb_names, "EMBEDDING_FIELDS") if emb_names else None
         emb = prediction_embeddings(emb, model_dir, data, match, reporter)
         y = reading.matrix(features, fields, [target_field], "TARGET_FIELD", allow_null=True)[:, 0]
@@ -193,13 +210,14 @@ class PredictRegionsAlgorithm(ToptAlgorithm):
         base = safe_field_name(target_field, max_len=58)
         destination = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         limit = name_limit(destination)
-        pred_name, oof_name, lab_name = fit_names([f"pred_{base}", f"oof_{base}", "is_labelled"], limit)
+        pred_name, oof_name, lab_name, lo_name, hi_name = fit_names(
+            [f"pred_{base}", f"oof_{base}", "is_labelled", "pred_lo", "pred_hi"], limit)
         if limit:
             feedback.pushInfo(f"This output format keeps field names to {limit} characters: the fields are "
-                              f"{pred_name}, {oof_name} and {lab_name}.")
+                              f"{pred_name}, {oof_name}, {lab_name}, {lo_name} and {hi_name}.")
         labelled = np.asarray(pr.labelled, dtype=bool)
-        values = [[float(p), (float(o) if lab else None), int(lab)]
-                  for p, o, lab in zip(pr.predictions, pr.oof, labelled)]
+        values = [[float(p), (float(o) if lab else None), int(lab), float(a), float(b)]
+                  for p, o, lab, a, b in zip(pr.predictions, pr.oof, labelled, pr.lo, pr.hi)]
         report = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context)
         from_model = match is not None and match.rows is not None
         html = (prediction_report(source.sourceName(), target_field, pred_name, config, pr, y, emb_names, model_dir,
@@ -208,7 +226,8 @@ class PredictRegionsAlgorithm(ToptAlgorithm):
         # cancel at this stage leaves neither (hostile matrix, issue 6)
         dest = sinks.write_sink(self, parameters, context, feedback, self.OUTPUT, features, fields,
                                 [sinks.double_field(pred_name), sinks.double_field(oof_name),
-                                 sinks.int_field(lab_name)], values, source.wkbType(), source.sourceCrs())
+                                 sinks.int_field(lab_name), sinks.double_field(lo_name), sinks.double_field(hi_name)],
+                                values, source.wkbType(), source.sourceCrs())
         if report:
             write_text(report, html)
         styles.style_output(context, dest, pred_name, "graduated")
@@ -216,7 +235,8 @@ class PredictRegionsAlgorithm(ToptAlgorithm):
         m, r = pr.metrics, pr.ridge_metrics
         result = {self.OUTPUT: dest, self.MAE: float(m["mae"]), self.RMSE: float(m["rmse"]), self.R2: float(m["r2"]),
                   self.RIDGE_MAE: float(r["mae"]), self.RIDGE_RMSE: float(r["rmse"]), self.RIDGE_R2: float(r["r2"]),
-                  self.LABELLED: n_lab, self.PRED_FIELD: pred_name, self.OOF_FIELD: oof_name}
+                  self.LABELLED: n_lab, self.PRED_FIELD: pred_name, self.OOF_FIELD: oof_name,
+                  self.COVERAGE: float(pr.coverage), self.WIDTH: float(pr.width)}
         if report:
             result[self.OUTPUT_REPORT] = report
         return result

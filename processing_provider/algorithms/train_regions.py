@@ -1,6 +1,7 @@
 """``topt:train_regions``: regions (+ POIs, mobility, land use) -> SREL embeddings + a saved model."""
 from __future__ import annotations
 
+import numpy as np
 from qgis.core import (QgsProcessing, QgsProcessingOutputNumber, QgsProcessingOutputString,
                        QgsProcessingParameterBoolean, QgsProcessingParameterCrs, QgsProcessingParameterFeatureSink,
                        QgsProcessingParameterFeatureSource, QgsProcessingParameterField,
@@ -21,6 +22,8 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
     REGION_NAME_FIELD = "REGION_NAME_FIELD"
     POIS = "POIS"
     POI_CATEGORY_FIELD = "POI_CATEGORY_FIELD"
+    POI_NAME_FIELD = "POI_NAME_FIELD"
+    TEXT_FIELDS = "TEXT_FIELDS"
     MOBILITY = "MOBILITY"
     MOBILITY_ORIGIN_FIELD = "MOBILITY_ORIGIN_FIELD"
     MOBILITY_DESTINATION_FIELD = "MOBILITY_DESTINATION_FIELD"
@@ -76,9 +79,13 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
                             parentLayerParameterName=self.REGIONS, optional=True))
         self.addParameter(advanced(F(self.REGION_NAME_FIELD, self.tr("Region name field (for descriptions)"),
                                      parentLayerParameterName=self.REGIONS, optional=True)))
+        self.addParameter(advanced(F(self.TEXT_FIELDS, self.tr("Text fields describing regions (names, zoning, notes)"),
+                                     parentLayerParameterName=self.REGIONS, allowMultiple=True, optional=True)))
         self.addParameter(P(self.POIS, self.tr("POIs (points)"), [QgsProcessing.TypeVectorPoint], optional=True))
         self.addParameter(F(self.POI_CATEGORY_FIELD, self.tr("POI category field"),
                             parentLayerParameterName=self.POIS, optional=True))
+        self.addParameter(advanced(F(self.POI_NAME_FIELD, self.tr("POI name field (for descriptions)"),
+                                     parentLayerParameterName=self.POIS, optional=True)))
         self.addParameter(P(self.MOBILITY, self.tr("Mobility: OD lines or OD table"), [QgsProcessing.TypeVector],
                             optional=True))
         self.addParameter(F(self.MOBILITY_ORIGIN_FIELD, self.tr("OD table: origin region id field"),
@@ -174,7 +181,8 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
             mobility_count_field=s(self.MOBILITY_COUNT_FIELD),
             landuse=src(self.LANDUSE), landuse_class_field=s(self.LANDUSE_CLASS_FIELD),
             landuse_fields=self.parameterAsFields(parameters, self.LANDUSE_FIELDS, context),
-            extra_fields=self.parameterAsFields(parameters, self.EXTRA_FIELDS, context))
+            extra_fields=self.parameterAsFields(parameters, self.EXTRA_FIELDS, context),
+            poi_name_field=s(self.POI_NAME_FIELD))
 
     def read_data(self, parameters, context, feedback, start=0.0, end=20.0):
         source = self.parameterAsSource(parameters, self.REGIONS, context)
@@ -187,8 +195,12 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
                                   context, feedback, distance_crs=crs,
                                   name_field=self.parameterAsString(parameters, self.REGION_NAME_FIELD, context),
                                   start=start, end=start + (end - start) / 4)
-        data = spatial_join.build_region_data(reg, self.view_inputs(parameters, context), context, feedback,
-                                        start=start + (end - start) / 4, end=end)
+        inputs = self.view_inputs(parameters, context)
+        for name in self.parameterAsFields(parameters, self.TEXT_FIELDS, context):
+            regions.field_or_fail_regions(reg, name, "TEXT_FIELDS")
+            inputs.texts[name] = np.asarray(["" if v is None else str(v) for v in reg.column(name)], dtype=object)
+        data = spatial_join.build_region_data(reg, inputs, context, feedback, start=start + (end - start) / 4,
+                                              end=end)
         return reg, data
 
     def model_folder(self, parameters, context, feedback) -> str:

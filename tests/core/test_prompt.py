@@ -35,7 +35,9 @@ def synthetic_problem(n=40, F=3, Dt=8, seed=0):
     return emb, text, y
 
 
-FAST = PromptConfig(protocol="hafusion-ny", folds=4, epochs=60, eval_every=5, patience=30, inner_splits=3, text_rank=8, head_dim=8,
+# the head route alone (the other routes and the log scale off): its own mechanics are tested here
+FAST = PromptConfig(protocol="hafusion-ny", use_head="on", use_embedding=False, use_views=False, use_text=False,
+                    use_neighbours=False, target_transform="none", folds=4, epochs=60, eval_every=5, patience=30, inner_splits=3, text_rank=8, head_dim=8,
                     lr=3e-3, device="cpu", seed=7)
 
 

@@ -19,12 +19,21 @@ def trained():
     return data, train_srel(data, ENS)
 
 
-def test_default_is_an_ensemble_and_validated():
-    assert SrelConfig().restarts == 4
-    for bad in (0, 33):
+def test_default_is_an_ensemble_for_small_layers_and_validated():
+    from topt_core.config import resolve_restarts
+
+    assert SrelConfig().restarts == 0                                  # auto
+    assert resolve_restarts(SrelConfig(), 180) == 4 and resolve_restarts(SrelConfig(), 2000) == 4
+    assert resolve_restarts(SrelConfig(), 2001) == 1 and resolve_restarts(SrelConfig(restarts=3), 50_000) == 3
+    for bad in (-1, 33):
         with pytest.raises(ToptConfigError, match="restarts"):
             SrelConfig(restarts=bad)
     assert SrelConfig.from_dict(SrelConfig(restarts=2).to_dict()).restarts == 2
+
+
+def test_auto_restarts_are_saved_as_a_number(tmp_path):
+    r = train_srel(tiny_data(n=20), FAST.replace(restarts=0, epochs=2))
+    assert r.model.config.restarts == 4 and len(r.model.members) == 4
 
 
 def test_ensemble_shape_and_members(trained):

@@ -107,7 +107,7 @@ def test_points_outside_and_null_categories_are_reported(qgis_app):
     reg = regions.read_regions(source(squares()), "rid", ctx, fb)
     pts = memory_points([((580500, 4500500), "a"), ((581500, 4500500), "b"), ((581600, 4500500), None),
                          ((590000, 4500500), "a")], crs="EPSG:32618")
-    counts, names = spatial_join.join_pois(source(pts), "category", reg, ctx, fb)
+    counts, names, _ = spatial_join.join_pois(source(pts), "category", reg, ctx, fb)
     assert names == ["a", "b"] and counts.tolist() == [[1, 0], [0, 1], [0, 0]]
     text = " ".join(fb.warnings)
     assert "1 of 4 POI points lie outside every region" in text and "empty category" in text

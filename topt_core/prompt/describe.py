@@ -3,8 +3,9 @@
 Each region gets *facet* sentences: one per view present (each view writes its own, see
 ``View.describe`` in ``topt_core/views``), using the user's category names, plus the
 ``place`` facet written here: name (if any), area in km², centroid in the layer's metric CRS,
-neighbour count. Facets are ordered by the views' ``facet_rank`` (place = 40), e.g.
-poi, landuse, mobility, place, extra. Texts are kept short: the default encoder (MiniLM)
+neighbour count, and the ``text`` facet with the user's own words (``RegionData.texts``: text
+fields, POI names). Facets are ordered by the views' ``facet_rank`` (place = 40, text = 45),
+e.g. poi, landuse, mobility, place, text, extra. Texts are kept short: the default encoder (MiniLM)
 truncates at 256 tokens.
 
 ``describe_regions`` joins the facets into one paragraph per region.
@@ -18,6 +19,18 @@ from ..data import RegionData
 from ..views import words
 
 PLACE_RANK = 40
+TEXT_RANK = 45
+MAX_TEXT = 240          # characters of the user's texts in one description
+
+
+def text_sentences(data: RegionData) -> list[str]:
+    """"Name: Midtown. Zoning: C5-2. POIs: Penn Station, ..." from ``RegionData.texts`` (empty ones left out)."""
+    out = []
+    for i in range(data.n):
+        parts = [f"{label}: {str(v[i]).strip()}" for label, v in data.texts.items() if str(v[i]).strip()]
+        s = ". ".join(parts)
+        out.append((s[:MAX_TEXT - 1] + "…" if len(s) > MAX_TEXT else s) + ("." if s else ""))
+    return out
 
 
 def place_sentences(data: RegionData) -> list[str]:
@@ -50,6 +63,8 @@ def describe_facets(data: RegionData) -> dict[str, list[str]]:
     """Facet name -> one sentence per region, for the views that are present, in description order."""
     ranked = [(v.facet_rank, v.name, v.describe) for v in views.present(data)]
     ranked.append((PLACE_RANK, "place", place_sentences))
+    if data.texts:
+        ranked.append((TEXT_RANK, "text", text_sentences))
     return {name: describe(data) for _, name, describe in sorted(ranked, key=lambda r: r[0])}
 
 

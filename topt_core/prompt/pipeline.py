@@ -167,7 +167,7 @@ def run_prompt4re(embeddings: np.ndarray, data: RegionData, target: np.ndarray, 
     from .stack import view_features
 
     out = fit_predict(emb, text_vecs, y, config, StageReporter(reporter, 10, 100), device=dev.device,
-                      coords=data.centroids, views=view_features(data))
+                      coords=data.centroids, views=view_features(data), text_route=text_vecs[:, names.index("full")])
     if out["left_out"].any():
         reporter.info(f"Protocol {config.protocol}: {int(out['left_out'].sum())} region(s) with 0 check-ins are "
                       "left out of training and scoring, as in the published protocol (they are still predicted).")

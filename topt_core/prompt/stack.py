@@ -6,8 +6,9 @@ signal the others lack, and each can be switched off (``PromptConfig.use_*``) fo
 * ``embedding``: Ridge on the SREL embedding (the published protocol's model, alpha tuned);
 * ``views``: Ridge on the embedding plus the region's own view values (log POI, land-use and OD
   totals), which the embedding has compressed away;
-* ``text``: Ridge on the embedding plus the frozen language model's vectors of the region's texts
-  (its descriptions, the user's TEXT_FIELDS and POI names), reduced by PCA;
+* ``text``: Ridge on the embedding plus the frozen language model's vector of the task prompt
+  (task template + the region's description, with the user's TEXT_FIELDS and POI names), reduced
+  by PCA: the description as read in the light of the task;
 * ``prompt``: the Prompt4RE cross-attention head over the task template and the texts
   (``train.py``), when ``use_head`` allows (it costs minutes above a few thousand labels);
 * ``+neighbours`` (a variant of each route): the route's prediction plus the inverse-distance mean
@@ -55,9 +56,9 @@ def view_features(data) -> np.ndarray | None:
     return (f[:, keep] - f[:, keep].mean(0)) / sd[keep] if keep.any() else None
 
 
-def text_features(text_vecs: np.ndarray, rank: int = 16) -> np.ndarray:
-    """(N, rank) principal components of the mean of each region's text vectors (label-free)."""
-    v = np.asarray(text_vecs, dtype=np.float64).mean(1)
+def text_features(vecs: np.ndarray, rank: int = 16) -> np.ndarray:
+    """(N, rank) principal components of one text vector per region (label-free)."""
+    v = np.asarray(vecs, dtype=np.float64)
     v = (v - v.mean(0)) / np.where(v.std(0) > 1e-9, v.std(0), 1.0)
     _, _, vt = np.linalg.svd(v, full_matrices=False)
     z = v @ vt[:min(rank, vt.shape[0])].T
@@ -174,7 +175,9 @@ def choose_group(cands: Candidates, tr, splits, extra_inner=None, base_alpha: fl
     A = np.stack([cols[k] for k in keys], 1)
     yt = y[tr]
     base_key = BASELINE + (base_alpha,)
-    base = inner[base_key] if base_key in inner else cands.predict(tr, tr)[base_key]
+    if base_key not in inner:                              # the embedding route is off: no comparison
+        return alpha_for, dict(zip(keys, convex_weights(A, yt))), {"gain": None, "se": None}
+    base = inner[base_key]
     diffs = []
     for _, iva in splits:                                  # the stack's own inner error, honestly
         rest = np.setdiff1d(np.arange(len(tr)), iva)

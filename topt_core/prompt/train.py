@@ -322,12 +322,14 @@ HEAD_AUTO_MAX = 2000    # above this many labelled regions the head's nested tra
 
 
 def fit_predict(emb: np.ndarray, text: np.ndarray, y: np.ndarray, config: PromptConfig = PromptConfig(),
-                reporter=None, record: list | None = None, device: str = "cpu", coords=None, views=None) -> dict:
+                reporter=None, record: list | None = None, device: str = "cpu", coords=None, views=None,
+                text_route=None) -> dict:
     """Nested-CV out-of-fold predictions + a final model for every region (``stack.py``).
 
     ``emb`` (N, D) region embeddings, ``text`` (N, F, Dt) raw LM vectors per region, ``y`` (N,) with
     NaN = unknown, ``coords`` (N, 2) metric centroids (neighbours, spatial blocks), ``views`` (N, V)
-    standardised view values or None. Returns a dict with ``oof``, ``predictions``, ``labelled``,
+    standardised view values or None, ``text_route`` (N, Dt) the vectors the text route reads (default:
+    the mean of ``text`` over facets). Returns a dict with ``oof``, ``predictions``, ``labelled``,
     ``ridge_oof``, ``folds`` (global row indices), ``chosen`` (per group: weights, head epochs),
     ``fold_predictions`` (outer fold -> its model's prediction for every region), ``clip``,
     ``transforms``, ``left_out`` (labelled regions the protocol leaves out, e.g. zero check-ins) and
@@ -359,11 +361,12 @@ def fit_predict(emb: np.ndarray, text: np.ndarray, y: np.ndarray, config: Prompt
                   ("log1p",) if config.target_transform == "log1p" else ("none",))
     splits = inner_split_positions(groups, config, coords)
     scale = float(emb.std()) or 1.0
-    features = {"embedding": emb}
+    features = {"embedding": emb} if config.use_embedding else {}
     if config.use_views and views is not None:
         features["views"] = np.concatenate([emb, np.asarray(views) * scale], 1)
     if config.use_text and text.shape[1] and text.shape[2]:
-        features["text"] = np.concatenate([emb, stack.text_features(text, config.text_route_rank) * scale], 1)
+        vecs = text.mean(1) if text_route is None else np.asarray(text_route, dtype=np.float64)
+        features["text"] = np.concatenate([emb, stack.text_features(vecs, config.text_route_rank) * scale], 1)
     cands = stack.Candidates(features, y, coords, config, transforms, config.alphas)
     head_inner, head_all, head_chosen = {}, {}, {}
     if use_head(config, len(lab)):

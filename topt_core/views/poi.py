@@ -51,3 +51,18 @@ def count(region_index, categories, n: int, categories_order=None, weights=None)
     counts = np.zeros((n, len(names)), dtype=float)
     np.add.at(counts, (idx[use], cat[use]), w[use])
     return counts, names, rep.outside, rep.null_key, rep
+
+
+def names_per_region(region_index, names, n: int, limit: int = 6) -> np.ndarray:
+    """(N,) strings: the ``limit`` most frequent names of the POIs inside each region ("" when none),
+    for the region descriptions of stage 2 (e.g. OSM ``name``: "Penn Station, Madison Square Garden")."""
+    from collections import Counter
+
+    idx = np.asarray(region_index, dtype=np.int64).reshape(-1)
+    per = [Counter() for _ in range(n)]
+    for i, v in zip(idx, names):
+        s = "" if v is None else str(v).strip()
+        if 0 <= i < n and s and s.upper() != "NULL":
+            per[i][s] += 1
+    return np.asarray([", ".join(name for name, _ in sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[:limit])
+                       for c in per], dtype=object)
