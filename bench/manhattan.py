@@ -124,7 +124,7 @@ def load_layers(sample, views=("poi", "landuse", "mobility")):
         pois=f"{s}:pois" if "poi" in views else None, poi_category="category",
         od=f"{s}:od" if "mobility" in views else None, od_origin="origin_id", od_destination="destination_id",
         od_count="trips", landuse_fields=[f"lu_{i:02d}" for i in range(11)] if "landuse" in views else (),
-        targets=tuple(LAYER_TARGETS.values()))
+        targets=tuple(LAYER_TARGETS.values()), text_fields=("neighbourhood",))
     data.targets = {k: data.targets[v] for k, v in LAYER_TARGETS.items()}
     return data
 
@@ -144,7 +144,8 @@ def main(argv=None) -> int:
                    help="override an SrelConfig default, e.g. --set epochs=200")
     p.add_argument("--prompt4re", action="store_true",
                    help="also run stage 2 (Prompt4RE) on each seed's SREL embeddings (bench/prompt4re.py)")
-    p.add_argument("--encoders", default="MiniLM,SmolLM2", help="with --prompt4re: text encoders to compare")
+    p.add_argument("--head-seeds", type=int, default=3,
+                   help="with --prompt4re: seeds on which the (slow) head-route ablation runs")
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from topt_core.benchmark import load_manhattan
@@ -185,18 +186,11 @@ def main(argv=None) -> int:
     if args.prompt4re:
         from bench import prompt4re
 
-        encoders = tuple(e for e in args.encoders.split(",") if e)
-        per_seed = prompt4re.run(embeddings, data, encoders=encoders, log=log)
-        summ = prompt4re.summarise(per_seed)
-        best = {}
-        for task, methods in summ.items():
-            name = max((m for m in methods if m.startswith("Prompt4RE") and "no task" not in m),
-                       key=lambda m: methods[m]["r2"][0])
-            best[task] = {k: methods[name][k][0] for k in ("mae", "rmse", "r2")}
-            best[task].update({k + "_std": methods[name][k][1] for k in ("mae", "rmse", "r2")})
-            best[task]["method"] = name
-        results["prompt4re"] = best
-        results["prompt4re_all"] = summ
+        p4 = prompt4re.run(embeddings, data, ablation=not args.no_ablations, head_seeds=args.head_seeds, log=log)
+        summ = prompt4re.summarise(p4)
+        results["prompt4re"] = summ["default"]
+        results["prompt4re_methods"] = summ["methods"]
+        results["prompt4re_runs"] = p4
         prompt_table = prompt4re.markdown(summ)
     results["peak_rss_mb"] = peak_rss_mb()
     results["wall_seconds_total"] = time.time() - t0
@@ -219,7 +213,7 @@ def main(argv=None) -> int:
           f"({srel['epochs']:.0f} epochs); peak RSS {results['peak_rss_mb']:.0f} MB; "
           f"load {load_before[0]:.2f} -> {results['loadavg_after'][0]:.2f}")
     if args.prompt4re:
-        print("\nPrompt4RE on the SREL embeddings above (same folds; best encoder per task in the JSON):\n")
+        print("\nStage 2 (default predict_regions configuration) on the SREL embeddings above, same folds:\n")
         print(prompt_table)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

@@ -9,8 +9,8 @@ DATA_DIR defaults to ../shared/data/nyc_manhattan180 next to the checkout.
 Layers written (EPSG:4326, like the source geometry):
 
 * ``regions``: the 180 polygons with region_id, crime_count, checkin_count,
-  service_call_count, cd_label, area_km2 and land-use counts lu_00..lu_10
-  (hafusion/landUse_dist.npy).
+  service_call_count, cd_label, area_km2, neighbourhood (the NYC 2010 NTA names of its tracts,
+  derived/mh180_nyct2010_crosswalk.csv) and land-use counts lu_00..lu_10 (hafusion/landUse_dist.npy).
 * ``pois``: one point per POI so that counting points per region and
   ``category`` gives hafusion/poi_dist.npy exactly. The benchmark has counts
   only, no locations and no category names: points are placed uniformly at
@@ -43,6 +43,24 @@ def _regions(data_dir: Path):
     fc = json.loads((data_dir / "derived" / "mh180_regions.geojson").read_text(encoding="utf-8"))
     feats = sorted(fc["features"], key=lambda f: int(f["properties"]["region_id"]))
     return [shape(f["geometry"]) for f in feats], [f["properties"] for f in feats]
+
+
+def _neighbourhoods(data_dir: Path, n: int) -> list[str]:
+    """Per region, the NYC 2010 Neighborhood Tabulation Areas (NTAName of its census tracts, from the
+    benchmark's tract crosswalk) that cover at least 20 % of it, largest share first."""
+    import csv
+
+    share = [{} for _ in range(n)]
+    with open(data_dir / "derived" / "mh180_nyct2010_crosswalk.csv", newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            i = int(row["region_id"])
+            share[i][row["NTAName"]] = share[i].get(row["NTAName"], 0.0) + float(row["share_of_region"])
+    out = []
+    for s in share:
+        kept = [k for k, v in sorted(s.items(), key=lambda kv: (-kv[1], kv[0])) if v >= 0.2] or \
+            [max(s, key=s.get)] if s else []
+        out.append("; ".join(kept))
+    return out
 
 
 def _random_points(geoms, counts, rng):
@@ -103,14 +121,15 @@ def build(data_dir: Path = DEFAULT_DATA, out: Path = OUT) -> Path:
     schema = {"geometry": "MultiPolygon",
               "properties": {"region_id": "int", "crime_count": "float", "checkin_count": "int",
                              "service_call_count": "int", "cd_label": "int", "area_km2": "float",
-                             **{f: "int" for f in lu_fields}}}
+                             "neighbourhood": "str:120", **{f: "int" for f in lu_fields}}}
+    ntas = _neighbourhoods(data_dir, n)
     with fiona.open(tmp, "w", driver="GPKG", layer="regions", crs=crs, schema=schema) as dst:
         for i, (g, p) in enumerate(zip(geoms, props)):
             g = MultiPolygon([g]) if g.geom_type == "Polygon" else g
             dst.write({"geometry": mapping(g), "properties": {
                 "region_id": int(p["region_id"]), "crime_count": float(p["crime_count"]),
                 "checkin_count": int(p["checkin_count"]), "service_call_count": int(p["service_call_count"]),
-                "cd_label": int(p["cd_label"]), "area_km2": float(p["area_km2"]),
+                "cd_label": int(p["cd_label"]), "area_km2": float(p["area_km2"]), "neighbourhood": ntas[i],
                 **{f: int(landuse[i, k]) for k, f in enumerate(lu_fields)}}})
 
     rows = _random_points(geoms, poi, np.random.default_rng(SEED))

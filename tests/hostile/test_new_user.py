@@ -114,7 +114,7 @@ def test_skewed_target_warns_and_auto_uses_log1p():
     cfg = PromptConfig(text_encoder=TINY_PREDICT["TEXT_ENCODER"], epochs=0, folds=5, device="cpu")
     res = run_prompt4re(emb, data, y, "y", cfg)
     assert any("heavily skewed" in w and "1e+06" in w for w in res.warnings), res.warnings
-    assert [c["transform"] for c in res.chosen].count("log1p") >= 4
+    assert np.mean([c["log1p"] for c in res.chosen]) > 0.5            # the stack leans on the log scale
     normal = np.arange(60) != 7
     # without the transform 98 of 180 regions came out as exactly 0 and 80 above 1000
     assert (res.predictions[normal] == 0).sum() == 0 and (res.predictions[normal] < 100).all()

@@ -79,9 +79,16 @@ def neighbour_weights(coords, labelled_rows, query_rows, k: int):
 
     c = np.asarray(coords, dtype=np.float64)
     lab = np.asarray(labelled_rows)
+    q = len(query_rows)
+    if q == 0 or len(lab) == 0:
+        return np.zeros((q, k), dtype=np.int64), np.zeros((q, k))
     kk = min(k + 1, len(lab))
     dist, idx = cKDTree(c[lab]).query(c[query_rows], k=kk)
-    dist, idx = dist.reshape(len(query_rows), -1), idx.reshape(len(query_rows), -1)
+    dist, idx = dist.reshape(q, -1), idx.reshape(q, -1)
+    if kk < k + 1:                                   # fewer labelled rows than k + 1: pad with weight 0
+        pad = k + 1 - kk
+        dist = np.concatenate([dist, np.full((q, pad), np.inf)], 1)
+        idx = np.concatenate([idx, np.repeat(idx[:, :1], pad, 1)], 1)
     self_hit = lab[idx] == np.asarray(query_rows)[:, None]
     dist = np.where(self_hit, np.inf, dist)
     order = np.argsort(dist, axis=1, kind="stable")[:, :k]
@@ -161,6 +168,11 @@ def choose_group(cands: Candidates, tr, splits, extra_inner=None, base_alpha: fl
     ``extra_inner``: {key: inner OOF predictions (len tr)} of routes trained elsewhere (the head).
     Returns (alpha per key, {key: weight}, {"gain": mean inner MSE gain over that Ridge, "se": ...})."""
     y = cands.y
+    splits = [(itr, iva) for itr, iva in splits if len(itr) >= 2 and len(iva) >= 1]
+    if not splits or not any(True for _ in cands.keys()):   # too few labels to choose anything: the first route
+        keys = list(cands.keys()) or list(extra_inner or {})
+        first = keys[0]
+        return {k: cands.alphas[0] for k in cands.keys()}, {first: 1.0}, {"gain": None, "se": None}
     inner = {}
     for itr, iva in splits:
         for key, p in cands.predict(tr[itr], tr[iva]).items():
