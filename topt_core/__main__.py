@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="auto (dense up to 1000 regions, sparse above), dense or sparse")
     t.add_argument("--output", required=True, help="output file (.gpkg) with the region fields + emb_000…")
     t.add_argument("--model-dir", required=True, help="folder to save the model in")
+    t.add_argument("--links", help="also write the attention links (top partners per region) as lines to this file")
+    t.add_argument("--links-per-region", type=int, default=5)
 
     pr = sub.add_parser("predict", help="Prompt4RE: predict a numeric target for every region")
     pr.add_argument("--input", required=True, help="layer with emb_* fields and the target field")
@@ -114,10 +116,19 @@ def _train(a, reporter) -> dict:
                      attention=a.attention)
     res = train_srel(data, cfg, reporter)
     emb_cols = {f"emb_{i:03d}": res.embeddings[:, i] for i in range(res.embeddings.shape[1])}
+    links = None
+    if res.model.config.layers > 0:
+        from .srel.links import attention_links
+
+        links = attention_links(res.model, data, a.links_per_region)
+        emb_cols.update({"attn_in": links.attn_in, "attn_dist_m": links.attn_dist_m, "centrality": links.centrality})
     with atomic_folder(a.model_dir) as tmp:       # model and layer both, or neither
         save_model(res, tmp, data=data)
         io.write_layer(regions, emb_cols, a.output)
+        if a.links and links is not None:
+            io.write_links(regions, links, data.region_ids, a.links)
     return {"regions": data.n, "epochs_run": res.epochs_run, "device": str(res.device),
+            "links": a.links if links is not None and a.links else None,
             "train_seconds": round(res.seconds, 2), "output": a.output, "model_dir": a.model_dir}
 
 

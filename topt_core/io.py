@@ -376,3 +376,22 @@ def write_layer(df, columns: dict, path, layer: str | None = None) -> Path:
     with atomic_sidecars(path) as tmpdir:     # a Shapefile is several files: all move, or none
         out.to_file(tmpdir / path.name, driver=driver, layer=layer or path.stem)
     return path
+
+
+def write_links(regions, links, region_ids, path) -> Path:
+    """The attention links as lines from the attended region to the attending one (points on surface)."""
+    gpd = _gpd()
+    from shapely.geometry import LineString
+
+    pts = regions.geometry.representative_point()
+    geoms = [LineString([pts.iloc[int(s)], pts.iloc[int(t)]]) for s, t in zip(links.source, links.target)]
+    df = gpd.GeoDataFrame({"source_id": [str(region_ids[int(s)]) for s in links.source],
+                           "target_id": [str(region_ids[int(t)]) for t in links.target],
+                           "weight": links.weight.astype(float), "rank": links.rank.astype("int32"),
+                           "distance_m": links.distance_m.astype(float), "od_flow": links.od_flow.astype("int32")},
+                          geometry=geoms, crs=regions.crs)
+    path = Path(path)
+    with atomic_sidecars(path) as tmpdir:
+        df.to_file(tmpdir / path.name, driver="GPKG" if path.suffix.lower() != ".geojson" else "GeoJSON",
+                   layer=path.stem)
+    return path

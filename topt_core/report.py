@@ -45,6 +45,46 @@ def plots(observed, predicted, title: str):
     return scatter, hist
 
 
+def choropleth(shapes, values, title: str, cmap: str = "viridis", diverging: bool = False, label: str = "") -> str:
+    """A map of ``values`` over the region polygons (``shapes``: per region a list of (K, 2) rings),
+    as a base64 PNG. Regions with NaN are drawn grey; ``diverging`` centres the colours on 0."""
+    from matplotlib import colormaps
+    from matplotlib.collections import PolyCollection
+    from matplotlib.colors import Normalize, TwoSlopeNorm
+    from matplotlib.figure import Figure
+
+    values = np.asarray(values, dtype=float)
+    polys, vals = [], []
+    for rings, v in zip(shapes, values):
+        for ring in rings:
+            polys.append(np.asarray(ring, dtype=float))
+            vals.append(v)
+    vals = np.asarray(vals)
+    fig = Figure(figsize=(4.6, 4.8))
+    ax = fig.add_subplot(111)
+    ok = np.isfinite(vals)
+    if polys:
+        lo, hi = (np.nanmin(vals), np.nanmax(vals)) if ok.any() else (0.0, 1.0)
+        if diverging and ok.any():
+            m = max(abs(lo), abs(hi)) or 1.0
+            norm = TwoSlopeNorm(vcenter=0.0, vmin=-m, vmax=m)
+        else:
+            norm = Normalize(vmin=lo, vmax=hi if hi > lo else lo + 1)
+        cm = colormaps["RdBu_r" if diverging else cmap]
+        colors = [cm(norm(v)) if np.isfinite(v) else (0.85, 0.85, 0.85, 1.0) for v in vals]
+        ax.add_collection(PolyCollection(polys, facecolors=colors, edgecolors=(1, 1, 1, 0.6), linewidths=0.2))
+        allxy = np.concatenate(polys)
+        ax.set_xlim(allxy[:, 0].min(), allxy[:, 0].max())
+        ax.set_ylim(allxy[:, 1].min(), allxy[:, 1].max())
+        from matplotlib.cm import ScalarMappable
+
+        fig.colorbar(ScalarMappable(norm=norm, cmap=cm), ax=ax, shrink=0.7, label=label)
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+    ax.set_title(title)
+    return figure_png(fig)
+
+
 def esc(x) -> str:
     return html.escape(str(x))
 
@@ -82,8 +122,25 @@ def img(b64: str, alt: str) -> str:
     return f"<img alt='{esc(alt)}' src='data:image/png;base64,{b64}'/>"
 
 
-def prediction_report(layer_name, target, pred_name, config, pr, y, emb_names, model_dir, from_model) -> str:
-    """The predict_regions report: out-of-fold accuracy next to Ridge, plots, settings, prompts."""
+def prediction_maps(shapes, y, pr) -> str:
+    """Observed, predicted, out-of-fold residual and interval width on the map (HTML)."""
+    lab = np.asarray(pr.labelled, dtype=bool)
+    observed = np.where(lab, y, np.nan)
+    resid = np.where(lab, np.asarray(pr.oof) - y, np.nan)
+    imgs = [img(choropleth(shapes, observed, "observed (labelled regions)"), "map of observed values"),
+            img(choropleth(shapes, pr.predictions, "predicted (every region)"), "map of predictions"),
+            img(choropleth(shapes, resid, "out-of-fold residual (predicted - observed)", diverging=True),
+                "map of residuals")]
+    if pr.lo is not None:
+        imgs.append(img(choropleth(shapes, np.asarray(pr.hi) - np.asarray(pr.lo),
+                                   f"width of the {100 * pr.config.get('level', 0.9):.0f} % interval", cmap="magma"),
+                        "map of interval widths"))
+    return "".join(imgs)
+
+
+def prediction_report(layer_name, target, pred_name, config, pr, y, emb_names, model_dir, from_model,
+                      shapes=None) -> str:
+    """The predict_regions report: maps, out-of-fold accuracy next to Ridge, intervals, plots, settings."""
     lab = np.asarray(pr.labelled, dtype=bool)
     metrics = table(["method", "MAE", "RMSE", "R²"], [
         ["Prompt4RE (out-of-fold)", fmt(pr.metrics["mae"]), fmt(pr.metrics["rmse"]), fmt(pr.metrics["r2"])],
@@ -109,10 +166,19 @@ def prediction_report(layer_name, target, pred_name, config, pr, y, emb_names, m
     prompts = "".join(f"<h3>region {i}</h3><pre>{esc(pr.prompts[i])}</pre>" for i in range(shown))
     warn = ("<ul>" + "".join(f"<li>{esc(w)}</li>" for w in pr.warnings) + "</ul>") if pr.warnings else \
         "<p>none</p>"
+    intervals = (f"<p>{100 * config.level:.0f} % prediction intervals (cross-conformal CV+ on the outer folds, "
+                 f"fields pred_lo, pred_hi): {100 * pr.coverage:.1f} % of the labelled regions lie inside their "
+                 f"out-of-fold interval; mean width {fmt(pr.width)}.</p>") if pr.lo is not None else ""
+    final = pr.chosen[-1] if pr.chosen else {}
+    routes = ", ".join(f"{r} {final[r]:.2f}" for r in ("embedding", "views", "text", "prompt") if final.get(r, 0) > 0)
+    weights = (f"<p>The final model's routes, weighted on inner splits: {esc(routes)}; log1p scale "
+               f"{final.get('log1p', 0):.2f}; labelled-neighbour term {final.get('neighbours', 0):.2f}.</p>"
+               if final else "")
     sections = [
         ("Cross-validated accuracy", metrics + "<p>Out-of-fold predictions of the labelled regions: each "
-         "region is predicted by a head that never saw its label (nested cross-validation; model choice on "
-         "inner splits of the training folds only).</p>"),
+         "region is predicted by a model that never saw its label (nested cross-validation; every choice on "
+         "inner splits of the training folds only).</p>" + intervals + weights),
+        ("Maps", prediction_maps(shapes, y, pr) if shapes is not None else "<p>no polygons in the input</p>"),
         ("Observed vs predicted", img(scatter, "observed vs predicted") + img(hist, "residuals")),
         ("Warnings", warn),
         ("Run settings", table(["setting", "value"], settings)),
@@ -122,8 +188,10 @@ def prediction_report(layer_name, target, pred_name, config, pr, y, emb_names, m
     return html_page(f"ToPT prediction report: {target}", sections)
 
 
-def evaluation_report(layer_name, names, protocol, alpha, rows, oofs) -> str:
-    """The evaluate_embeddings report: the published protocols' figures and a plot per target."""
+def evaluation_report(layer_name, names, protocol, alpha, rows, oofs, shapes=None) -> str:
+    """The evaluate_embeddings report: the published protocols' figures, a plot and a residual map per target.
+
+    ``oofs``: target -> (observed, out-of-fold predictions, rows of those regions in ``shapes``)."""
     header = ["target", "method", "protocol", "regions", "MAE", "RMSE", "R²", "NMI", "ARI"]
     body = [[r[0], r[1], r[2], r[3]] + [fmt(v) if v is not None else "" for v in r[4:]] for r in rows]
     sections = [("Results", table(header, body)),
@@ -136,8 +204,13 @@ def evaluation_report(layer_name, names, protocol, alpha, rows, oofs) -> str:
                  "are pooled, negatives clipped to 0, then MAE/RMSE/R² are computed, exactly as the "
                  "published region-embedding papers do, so these numbers are comparable with theirs. "
                  "Regions with an empty target are left out.</p>")]
-    for target, (y, oof) in oofs.items():
+    for target, (y, oof, where) in oofs.items():
         scatter, hist = plots(y, oof, f"{target} (Ridge, {protocol})")
-        sections.append((f"{target}: observed vs out-of-fold", img(scatter, "scatter")
+        maps = ""
+        if shapes is not None:
+            resid = np.full(len(shapes), np.nan)
+            resid[where] = oof - y
+            maps = img(choropleth(shapes, resid, f"{target}: out-of-fold residual", diverging=True), "residual map")
+        sections.append((f"{target}: observed vs out-of-fold", maps + img(scatter, "scatter")
                          + img(hist, "residuals")))
     return html_page("ToPT embedding evaluation", sections)

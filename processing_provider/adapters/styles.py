@@ -27,11 +27,36 @@ class _StylePostProcessor(QgsProcessingLayerPostProcessorInterface):
         return pp
 
 
+def links_renderer(field: str):
+    """Arrows toward the region that attends, width and opacity growing with the attention weight."""
+    from qgis.core import QgsArrowSymbolLayer, QgsLineSymbol, QgsProperty, QgsSingleSymbolRenderer, QgsSymbolLayer
+    from qgis.PyQt.QtGui import QColor
+
+    arrow = QgsArrowSymbolLayer()
+    arrow.setIsCurved(False)
+    arrow.setHeadType(QgsArrowSymbolLayer.HeadSingle)
+    arrow.setColor(QColor(180, 30, 60))
+    scale = f'scale_linear("{field}", minimum("{field}"), maximum("{field}"), 0.15, 1.6)'
+    arrow.setDataDefinedProperty(QgsSymbolLayer.PropertyArrowWidth, QgsProperty.fromExpression(scale))
+    arrow.setDataDefinedProperty(QgsSymbolLayer.PropertyArrowStartWidth, QgsProperty.fromExpression(scale))
+    arrow.setDataDefinedProperty(QgsSymbolLayer.PropertyArrowHeadLength, QgsProperty.fromExpression(f"2 * {scale}"))
+    arrow.setDataDefinedProperty(QgsSymbolLayer.PropertyArrowHeadThickness, QgsProperty.fromExpression(f"1.5 * {scale}"))
+    arrow.setDataDefinedProperty(QgsSymbolLayer.PropertyFillColor, QgsProperty.fromExpression(
+        f'color_rgba(180, 30, 60, scale_linear("{field}", minimum("{field}"), maximum("{field}"), 40, 230))'))
+    symbol = QgsLineSymbol()
+    symbol.changeSymbolLayer(0, arrow)
+    return QgsSingleSymbolRenderer(symbol)
+
+
 def apply_style(layer, field: str, kind: str, classes: int = 5) -> bool:
-    """Style ``layer`` by ``field``: kind 'graduated' (quantiles, Viridis) or 'categorized'."""
+    """Style ``layer`` by ``field``: kind 'graduated' (quantiles, Viridis), 'categorized' or 'links' (arrows)."""
     idx = layer.fields().indexFromName(field)
     if idx < 0:
         return False
+    if kind == "links":
+        layer.setRenderer(links_renderer(field))
+        layer.triggerRepaint()
+        return True
     symbol = QgsSymbol.defaultSymbol(layer.geometryType())
     if symbol is None:
         return False

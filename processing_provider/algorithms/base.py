@@ -333,3 +333,8 @@ class ToptAlgorithm(QgsProcessingAlgorithm):
 
     def execute(self, parameters, context, feedback):
         raise NotImplementedError
+
+    def wants(self, parameters, name) -> bool:
+        """An optional output the user asked for (given and not skipped)."""
+        value = parameters.get(name)
+        return value is not None and str(getattr(value, "sink", value)) not in ("", "None", "QVariant()")

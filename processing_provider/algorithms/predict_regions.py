@@ -45,6 +45,7 @@ class PredictRegionsAlgorithm(ToptAlgorithm):
     SEED = "SEED"
     OUTPUT = "OUTPUT"
     OUTPUT_REPORT = "OUTPUT_REPORT"
+    OUTPUT_EVIDENCE = "OUTPUT_EVIDENCE"
     MAE, RMSE, R2 = "MAE", "RMSE", "R2"
     RIDGE_MAE, RIDGE_RMSE, RIDGE_R2 = "RIDGE_MAE", "RIDGE_RMSE", "RIDGE_R2"
     LABELLED = "LABELLED"
@@ -108,6 +109,9 @@ class PredictRegionsAlgorithm(ToptAlgorithm):
         self.addParameter(N(self.SEED, self.tr("Random seed"), N.Integer, d.seed, minValue=0))
         self.addParameter(QgsProcessingParameterFeatureSink(self.OUTPUT, self.tr("Predictions"),
                                                             QgsProcessing.TypeVectorAnyGeometry))
+        self.addParameter(QgsProcessingParameterFeatureSink(
+            self.OUTPUT_EVIDENCE, self.tr("Evidence: each region's strongest labelled neighbours"),
+            QgsProcessing.TypeVectorLine, optional=True, createByDefault=False))
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT_REPORT, self.tr("Report"), self.tr("HTML files (*.html)"), optional=True,
             createByDefault=True))
@@ -210,14 +214,17 @@ class PredictRegionsAlgorithm(ToptAlgorithm):
         base = safe_field_name(target_field, max_len=58)
         destination = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         limit = name_limit(destination)
-        pred_name, oof_name, lab_name, lo_name, hi_name = fit_names(
-            [f"pred_{base}", f"oof_{base}", "is_labelled", "pred_lo", "pred_hi"], limit)
+        pred_name, oof_name, lab_name, lo_name, hi_name, why_name = fit_names(
+            [f"pred_{base}", f"oof_{base}", "is_labelled", "pred_lo", "pred_hi", "why"], limit)
         if limit:
             feedback.pushInfo(f"This output format keeps field names to {limit} characters: the fields are "
                               f"{pred_name}, {oof_name}, {lab_name}, {lo_name} and {hi_name}.")
         labelled = np.asarray(pr.labelled, dtype=bool)
-        values = [[float(p), (float(o) if lab else None), int(lab), float(a), float(b)]
-                  for p, o, lab, a, b in zip(pr.predictions, pr.oof, labelled, pr.lo, pr.hi)]
+        from topt_core.prompt.why import evidence, why_texts
+
+        reasons = why_texts(pr, data.region_ids)
+        values = [[float(p), (float(o) if lab else None), int(lab), float(a), float(b), r]
+                  for p, o, lab, a, b, r in zip(pr.predictions, pr.oof, labelled, pr.lo, pr.hi, reasons)]
         report = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context)
         from_model = match is not None and match.rows is not None
         html = (prediction_report(source.sourceName(), target_field, pred_name, config, pr, y, emb_names, model_dir,
@@ -226,8 +233,14 @@ class PredictRegionsAlgorithm(ToptAlgorithm):
         # cancel at this stage leaves neither (hostile matrix, issue 6)
         dest = sinks.write_sink(self, parameters, context, feedback, self.OUTPUT, features, fields,
                                 [sinks.double_field(pred_name), sinks.double_field(oof_name),
-                                 sinks.int_field(lab_name), sinks.double_field(lo_name), sinks.double_field(hi_name)],
+                                 sinks.int_field(lab_name), sinks.double_field(lo_name), sinks.double_field(hi_name),
+                                 sinks.text_field(why_name)],
                                 values, source.wkbType(), source.sourceCrs())
+        evidence_dest = None
+        if self.wants(parameters, self.OUTPUT_EVIDENCE):
+            tgt, src, w = evidence(pr)
+            evidence_dest = sinks.write_evidence(self, parameters, context, feedback, self.OUTPUT_EVIDENCE, features,
+                                                 source.sourceCrs(), tgt, src, w, data.region_ids)
         if report:
             write_text(report, html)
         styles.style_output(context, dest, pred_name, "graduated")
@@ -239,4 +252,7 @@ class PredictRegionsAlgorithm(ToptAlgorithm):
                   self.COVERAGE: float(pr.coverage), self.WIDTH: float(pr.width)}
         if report:
             result[self.OUTPUT_REPORT] = report
+        if evidence_dest:
+            styles.style_output(context, evidence_dest, "weight", "links")
+            result[self.OUTPUT_EVIDENCE] = evidence_dest
         return result

@@ -9,7 +9,7 @@ from qgis.core import (QgsProcessing, QgsProcessingOutputNumber, QgsProcessingOu
 
 from topt_core.config import ATTENTION_MODES, NEIGHBOUR_MODES, SPATIAL_BIASES, SrelConfig
 
-from ..adapters import regions, sinks, spatial_join
+from ..adapters import regions, sinks, spatial_join, styles
 from ..feedback import FeedbackReporter
 from .base import DEVICES, ToptAlgorithm, advanced, enum_param
 
@@ -54,6 +54,8 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
     ATTENTION = "ATTENTION"
     OUTPUT = "OUTPUT"
     OUTPUT_MODEL = "OUTPUT_MODEL"
+    OUTPUT_LINKS = "OUTPUT_LINKS"
+    LINKS_PER_REGION = "LINKS_PER_REGION"
     # numeric/string outputs
     REGIONS_OUT = "REGIONS"
     EPOCHS_RUN = "EPOCHS_RUN"
@@ -148,6 +150,11 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
         self.addParameter(QgsProcessingParameterFeatureSink(self.OUTPUT, self.tr("Region embeddings"),
                                                             QgsProcessing.TypeVectorPolygon))
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_MODEL, self.tr("Model folder")))
+        self.addParameter(QgsProcessingParameterFeatureSink(self.OUTPUT_LINKS, self.tr("Attention links"),
+                                                            QgsProcessing.TypeVectorLine, optional=True,
+                                                            createByDefault=False))
+        self.addParameter(N(self.LINKS_PER_REGION, self.tr("Links per region"), N.Integer, 5, minValue=1,
+                            maxValue=50))
         self.addOutput(QgsProcessingOutputNumber(self.REGIONS_OUT, self.tr("Number of regions")))
         self.addOutput(QgsProcessingOutputNumber(self.EPOCHS_RUN, self.tr("Epochs run")))
         self.addOutput(QgsProcessingOutputString(self.DEVICE_OUT, self.tr("Device used")))
@@ -243,8 +250,10 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
                           f"{data.adjacency.shape[1] // 2} touching pairs.")
         feedback.setProgressText(self.tr("Training SREL"))
         reporter = FeedbackReporter(feedback)
-        res = train_srel(data, config, StageReporter(reporter, 15.0, 95.0))
+        res = train_srel(data, config, StageReporter(reporter, 15.0, 92.0), device=choice)
         emb = res.embeddings
+        feedback.setProgressText(self.tr("Reading the attention links"))
+        links = self.links(res.model, data, parameters, context, feedback)
         feedback.setProgressText(self.tr("Writing outputs"))
         from topt_core.progress import check_canceled
 
@@ -254,13 +263,41 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
 
         # model into a temporary folder, then the layer; the model folder is moved into place only when
         # both succeeded, so a failed or cancelled write leaves neither (hostile matrix, issue 6)
+        new = [sinks.double_field(n) for n in names]
+        values = emb.astype(float).tolist()
+        if links is not None:
+            new += [sinks.double_field("attn_in"), sinks.double_field("attn_dist_m"), sinks.double_field("centrality")]
+            values = [v + [float(a), float(b), float(c)] for v, a, b, c in
+                      zip(values, links.attn_in, links.attn_dist_m, links.centrality)]
         with atomic_folder(model_dir) as tmp:
             save_model(res, tmp, data=data)
             dest = sinks.write_sink(self, parameters, context, feedback, self.OUTPUT, reg.features, reg.fields,
-                                    [sinks.double_field(n) for n in names], emb.astype(float).tolist(),
-                                    reg.wkb_type, reg.source_crs)
+                                    new, values, reg.wkb_type, reg.source_crs)
+            links_dest = None
+            if links is not None and self.wants(parameters, self.OUTPUT_LINKS):
+                links_dest = sinks.write_lines(self, parameters, context, feedback, self.OUTPUT_LINKS, reg,
+                                               links, data.region_ids)
+        if links is not None:
+            styles.style_output(context, dest, "attn_in", "graduated")
+        if links_dest:
+            styles.style_output(context, links_dest, "weight", "links")
+            k = self.parameterAsInt(parameters, self.LINKS_PER_REGION, context)
+            feedback.pushInfo(f"Attention links: {len(links.weight)} lines, the {k} strongest partners of each "
+                              f"region ({links.mode} attention, weights averaged {links.averaged}).")
         feedback.setProgress(100.0)
-        return {self.OUTPUT: dest, self.OUTPUT_MODEL: model_dir, self.REGIONS_OUT: data.n,
+        out = {self.OUTPUT: dest, self.OUTPUT_MODEL: model_dir, self.REGIONS_OUT: data.n,
                 self.EPOCHS_RUN: res.epochs_run, self.DEVICE_OUT: str(res.device.device if res.device else choice.device),
                 self.TRAIN_SECONDS: round(float(res.seconds), 3), self.EMBEDDING_DIM: int(emb.shape[1]),
                 self.DEVICE_REASON: (res.device or choice).reason}
+        if links_dest:
+            out[self.OUTPUT_LINKS] = links_dest
+        return out
+
+    def links(self, model, data, parameters, context, feedback):
+        """Attention links and influence fields of the trained model (srel/links.py), or None without layers."""
+        from topt_core.srel.links import attention_links
+
+        if model.config.layers == 0:
+            feedback.pushInfo("The model has no attention layers (LAYERS=0): no links or influence fields.")
+            return None
+        return attention_links(model, data, self.parameterAsInt(parameters, self.LINKS_PER_REGION, context))

@@ -62,6 +62,8 @@ class RegionAttention(nn.Module):
         self.heads, self.head_dim, self.dropout = heads, dim // heads, dropout
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
+        self.keep_attention = False     # interpretation (srel/links.py): keep the last weights, head-averaged
+        self.last_attention = None
 
     def forward(self, x: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:
         """x: (N, dim) region states."""
@@ -76,6 +78,8 @@ class RegionAttention(nn.Module):
         if bias is not None:
             logits = logits + bias
         attn = torch.softmax(logits, dim=-1)
+        if self.keep_attention:
+            self.last_attention = attn.detach().mean(0)                          # (N, N)
         attn = F.dropout(attn, p=self.dropout, training=self.training)
         out = (attn @ v).permute(1, 0, 2).reshape(n, -1)
         return self.proj(out)
@@ -99,8 +103,11 @@ class RegionAttention(nn.Module):
         ee = torch.exp(le - _take(top, ctx.dst))
         ea = torch.exp(la - top[:, None, :])
         den = _scatter(ee, ctx.dst, n, "sum") + ea.sum(1)                    # (N, H)
-        ae = F.dropout(ee / _take(den, ctx.dst), p=self.dropout, training=self.training)
-        aa = ea / den[:, None, :]            # no dropout on the anchors: N x M masks would cost a third of an epoch
+        ae = ee / _take(den, ctx.dst)
+        aa = ea / den[:, None, :]
+        if self.keep_attention:
+            self.last_attention = (ae.detach().mean(-1), aa.detach().mean(-1))     # (E,), (N, M)
+        ae = F.dropout(ae, p=self.dropout, training=self.training)            # no dropout on the anchors: N x M masks would cost a third of an epoch
         out = _scatter(ae[..., None] * _take(v, ctx.src), ctx.dst, n, "sum") + torch.einsum("nmh,mhd->nhd", aa, va)
         return self.proj(out.reshape(n, -1))
 
