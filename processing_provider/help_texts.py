@@ -6,7 +6,7 @@ and never drifts from the dialog. A test checks that every parameter has a line 
 a parameter.
 """
 
-ENUM_NOTE = "Give the option's name (or its number in the list, from 0)."
+ENUM_NOTE = "(qgis_process: the option's name, or its number from 0.)"
 
 HELP = {
     "train_regions": (
@@ -59,9 +59,15 @@ HELP = {
             "SEED": "Same seed, same inputs: the same embeddings on the same machine.",
             "RESTARTS": "Independent trainings combined into one embedding (1: a single model; 0: four for "
                         "layers up to 2000 regions, where it adds accuracy, one above, where it would cost 4x).",
-            "OUTPUT": "The region layer with the emb_ fields (styled when loaded).",
+            "OUTPUT": "The region layer with the emb_ fields and the influence fields attn_in (attention the region "
+                      "receives), attn_dist_m (mean distance of what it attends to) and centrality (its neighbour "
+                      "count, as the model used it); styled by attn_in.",
             "OUTPUT_MODEL": "Folder for the model. Left temporary, it is put next to OUTPUT so that it survives "
                             "closing QGIS.",
+            "OUTPUT_LINKS": "Optional lines from each region's strongest attention partners to the region (arrows "
+                            "point at the region that attends): weight is the attention averaged over heads, "
+                            "layers and restarts; rank, distance_m and od_flow (an observed OD flow) come with it.",
+            "LINKS_PER_REGION": "How many partners per region the links layer keeps.",
         }),
     "predict_regions": (
         "Predicts a numeric attribute for every region when it is known only on some (ToPT stage 2, "
@@ -99,7 +105,11 @@ HELP = {
             "SEED": "Random seed of folds and heads.",
             "OUTPUT": "The input with pred_<target>, oof_<target> (out-of-fold), is_labelled and the interval "
                       "pred_lo, pred_hi.",
-            "OUTPUT_REPORT": "HTML report: accuracy against Ridge, plots, prompts and settings.",
+            "OUTPUT_REPORT": "HTML report: accuracy against Ridge, maps of observed, predicted, residual and "
+                             "interval width, plots, prompts and settings.",
+            "OUTPUT_EVIDENCE": "Optional lines from each region's top labelled neighbours to the region, with the "
+                               "weight the labelled-neighbour term gave them (the 'why' field says the same in "
+                               "words).",
         }),
     "evaluate_embeddings": (
         "Scores embedding fields with the literature's protocols, so figures sit next to published ones: Ridge "
@@ -114,7 +124,7 @@ HELP = {
             "CLUSTER_LABEL_FIELD": "Reference classes for NMI/ARI (e.g. community districts).",
             "N_CLUSTERS": "KMeans clusters for NMI/ARI (12 in the published protocol).",
             "OUTPUT": "One row per target and method with the figures.",
-            "OUTPUT_REPORT": "HTML report with a plot per target.",
+            "OUTPUT_REPORT": "HTML report with a residual map and plots per target.",
         }),
     "cluster_regions": (
         "Groups regions with similar embeddings into K clusters (KMeans) and writes a 'cluster' field, "

@@ -41,11 +41,12 @@ def main() -> None:
         "MOBILITY": f"{SAMPLE}|layername=od", "MOBILITY_ORIGIN_FIELD": "origin_id",
         "MOBILITY_DESTINATION_FIELD": "destination_id", "MOBILITY_COUNT_FIELD": "trips",
         "LANDUSE_FIELDS": lu_fields, "SEED": 42, "DEVICE": os.environ.get("TOPT_DEVICE", "auto"),
-        "OUTPUT": OUT / "embeddings.gpkg", "OUTPUT_MODEL": OUT / "model"})
+        "OUTPUT": OUT / "embeddings.gpkg", "OUTPUT_MODEL": OUT / "model", "OUTPUT_LINKS": OUT / "links.gpkg"})
     r = train["results"]
     pred, t_pred = qgis_run("topt:predict_regions", {
         "INPUT": OUT / "embeddings.gpkg", "TARGET_FIELD": "crime_count", "TASK": "crime",
-        "MODEL": OUT / "model", "OUTPUT": OUT / "predictions.gpkg", "OUTPUT_REPORT": OUT / "report.html"})
+        "MODEL": OUT / "model", "OUTPUT": OUT / "predictions.gpkg", "OUTPUT_REPORT": OUT / "report.html",
+        "OUTPUT_EVIDENCE": OUT / "evidence.gpkg"})
     p = pred["results"]
     print("")
     print("Stage 1 (SREL, topt:train_regions)")
@@ -56,11 +57,15 @@ def main() -> None:
     print(f"  wall time    {t_train:.1f} s (training {float(r['TRAIN_SECONDS']):.1f} s)")
     print(f"  embeddings   {Path(r['OUTPUT']).relative_to(ROOT) if str(r['OUTPUT']).startswith(str(ROOT)) else r['OUTPUT']}")
     print(f"  model        {Path(r['OUTPUT_MODEL']).relative_to(ROOT)}")
-    print("Stage 2 (Prompt4RE, topt:predict_regions, crime, 10-fold CV)")
-    print(f"  MAE {p['MAE']:.1f}   RMSE {p['RMSE']:.1f}   R² {p['R2']:.3f}")
+    print(f"  links        {OUT.relative_to(ROOT) / 'links.gpkg'} (each region's 5 strongest attention partners)")
+    print("Stage 2 (Prompt4RE, topt:predict_regions, crime, 10 shuffled folds)")
+    print(f"  MAE {p['MAE']:.1f}   RMSE {p['RMSE']:.1f}   R² {p['R2']:.3f}   "
+          f"(Ridge on the same folds: R² {p['RIDGE_R2']:.3f})")
+    print(f"  90 % intervals: {100 * p['COVERAGE']:.0f} % of labelled regions inside, mean width {p['WIDTH']:.0f}")
     print(f"  wall time    {t_pred:.1f} s")
     print(f"  predictions  {OUT.relative_to(ROOT) / 'predictions.gpkg'}")
-    print(f"  report       {OUT.relative_to(ROOT) / 'report.html'}")
+    print(f"  evidence     {OUT.relative_to(ROOT) / 'evidence.gpkg'} (each region's top labelled neighbours)")
+    print(f"  report       {OUT.relative_to(ROOT) / 'report.html'} (maps, intervals, settings)")
 
 
 if __name__ == "__main__":

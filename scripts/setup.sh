@@ -11,7 +11,7 @@ SYS_PY=/usr/bin/python3
 
 APT_PKGS=(qgis python3-qgis qgis-providers xvfb python3-venv python3-pip
           python3-geopandas python3-shapely python3-pandas python3-fiona python3-rtree
-          python3-scipy python3-matplotlib)
+          python3-scipy python3-matplotlib chromium)   # chromium: the report test opens the HTML headless
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 

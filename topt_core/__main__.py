@@ -72,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--region-id", help="field holding the model's region ids (default: chosen automatically)")
     pr.add_argument("--description-fields", help="comma-separated numeric fields describing regions (without model)")
     pr.add_argument("--report", help="HTML report to write")
+    pr.add_argument("--evidence", help="also write lines from each region to its top labelled neighbours to this file")
     pr.add_argument("--text-fields", help="comma-separated text fields added to the region descriptions")
     pr.add_argument("--level", type=float, default=pc.level, help="prediction interval level (default 0.9)")
     pr.add_argument("--use-head", default=pc.use_head, choices=("off", "on", "auto"),
@@ -90,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--prefix", default="emb_", help="embedding field prefix")
     ev.add_argument("--protocol", default="hafusion-ny")
     ev.add_argument("--cluster-labels", help="reference label field for KMeans NMI/ARI")
+    ev.add_argument("--report", help="HTML report to write (metrics, scatter plots, residual maps)")
 
     cl = sub.add_parser("cluster", help="KMeans clusters of the embeddings")
     cl.add_argument("--input", required=True)
@@ -159,18 +161,28 @@ def _predict(a, reporter) -> dict:
                        target_transform=a.target_transform, level=a.level, use_head=a.use_head)
     res = run_prompt4re(emb, data, y, a.target, cfg, reporter)
     name = safe_field_name(a.target, max_len=58)   # as the QGIS algorithm: room for 'pred_'
-    pred_name, oof_name, lab_name, lo_name, hi_name = fit_names(
-        [f"pred_{name}", f"oof_{name}", "is_labelled", "pred_lo", "pred_hi"], name_limit(a.output))
+    pred_name, oof_name, lab_name, lo_name, hi_name, why_name = fit_names(
+        [f"pred_{name}", f"oof_{name}", "is_labelled", "pred_lo", "pred_hi", "why"], name_limit(a.output))
+    from .prompt.why import evidence, why_texts
+
+    html = (prediction_report(a.input, a.target, pred_name, cfg, res, y,
+                              [c for c in layer.columns if io.EMBEDDING_FIELD.match(str(c))], a.model_dir,
+                              match is not None and match.rows is not None, shapes=io.polygon_rings(layer))
+            if a.report else None)
     io.write_layer(layer, {pred_name: res.predictions, lab_name: res.labelled.astype(np.int32),
-                           oof_name: res.oof, lo_name: res.lo, hi_name: res.hi}, a.output)
+                           oof_name: res.oof, lo_name: res.lo, hi_name: res.hi,
+                           why_name: np.asarray(why_texts(res, data.region_ids), dtype=object)}, a.output)
     out = {"target": a.target, "task": a.task, "metrics": res.metrics, "ridge_metrics": res.ridge_metrics,
            "labelled": int(res.labelled.sum()), "regions": int(len(res.predictions)), "output": a.output,
            "fields": {"prediction": pred_name, "out_of_fold": oof_name, "labelled": lab_name, "low": lo_name,
-                      "high": hi_name}, "coverage": res.coverage, "width": res.width, "level": cfg.level}
-    if a.report:
-        write_text(a.report, prediction_report(a.input, a.target, pred_name, cfg, res, y,
-                                               [c for c in layer.columns if io.EMBEDDING_FIELD.match(str(c))],
-                                               a.model_dir, match is not None and match.rows is not None))
+                      "high": hi_name, "why": why_name}, "coverage": res.coverage, "width": res.width,
+           "level": cfg.level}
+    if a.evidence:
+        tgt, src, w = evidence(res)
+        io.write_evidence(layer, tgt, src, w, data.region_ids, a.evidence)
+        out["evidence"] = a.evidence
+    if html is not None:
+        write_text(a.report, html)
         out["report"] = a.report
     return out
 
@@ -179,15 +191,31 @@ def _evaluate(a, reporter) -> dict:
     from . import io
     from .evaluate import kmeans_clustering_scores, ridge_kfold
 
+    import numpy as np
+
+    from .files import write_text
+    from .report import evaluation_report
+
     layer = io.read_layer(a.input)
     emb = io.embedding_matrix(layer, a.prefix)
-    out = {}
+    out, rows, oofs = {}, [], {}
     for t in _split(a.targets):
         y = io.numeric_column(layer, t)
-        mask = ~__import__("numpy").isnan(y)
-        out[t] = ridge_kfold(emb[mask], y[mask], a.protocol)[0]
+        mask = np.isfinite(y)
+        metrics, oof = ridge_kfold(emb[mask], y[mask], a.protocol)
+        out[t] = metrics
+        rows.append([t, "ridge", a.protocol, int(mask.sum()), metrics["mae"], metrics["rmse"], metrics["r2"],
+                     None, None])
+        oofs[t] = (y[mask], oof, np.flatnonzero(mask))
     if a.cluster_labels:
         out["clustering"] = kmeans_clustering_scores(emb, layer[a.cluster_labels].astype(str).to_numpy())
+        rows.append([a.cluster_labels, "kmeans", "kmeans-rs3", len(emb), None, None, None,
+                     out["clustering"]["nmi"], out["clustering"]["ari"]])
+    if a.report:
+        names = [c for c in layer.columns if str(c).startswith(a.prefix)]
+        write_text(a.report, evaluation_report(a.input, names, a.protocol, 1.0, rows, oofs,
+                                               shapes=io.polygon_rings(layer)))
+        out["report"] = a.report
     return out
 
 

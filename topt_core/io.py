@@ -378,20 +378,44 @@ def write_layer(df, columns: dict, path, layer: str | None = None) -> Path:
     return path
 
 
-def write_links(regions, links, region_ids, path) -> Path:
-    """The attention links as lines from the attended region to the attending one (points on surface)."""
+def write_lines(regions, source_rows, target_rows, columns: dict, path) -> Path:
+    """Straight lines between regions (points on surface), from ``source_rows`` to ``target_rows``,
+    with ``columns`` as fields; GeoPackage or GeoJSON, written atomically."""
     gpd = _gpd()
     from shapely.geometry import LineString
 
     pts = regions.geometry.representative_point()
-    geoms = [LineString([pts.iloc[int(s)], pts.iloc[int(t)]]) for s, t in zip(links.source, links.target)]
-    df = gpd.GeoDataFrame({"source_id": [str(region_ids[int(s)]) for s in links.source],
-                           "target_id": [str(region_ids[int(t)]) for t in links.target],
-                           "weight": links.weight.astype(float), "rank": links.rank.astype("int32"),
-                           "distance_m": links.distance_m.astype(float), "od_flow": links.od_flow.astype("int32")},
-                          geometry=geoms, crs=regions.crs)
+    geoms = [LineString([pts.iloc[int(s)], pts.iloc[int(t)]]) for s, t in zip(source_rows, target_rows)]
+    df = gpd.GeoDataFrame(columns, geometry=geoms, crs=regions.crs)
     path = Path(path)
     with atomic_sidecars(path) as tmpdir:
         df.to_file(tmpdir / path.name, driver="GPKG" if path.suffix.lower() != ".geojson" else "GeoJSON",
                    layer=path.stem)
     return path
+
+
+def write_links(regions, links, region_ids, path) -> Path:
+    """The attention links as lines from the attended region to the attending one."""
+    return write_lines(regions, links.source, links.target, {
+        "source_id": [str(region_ids[int(s)]) for s in links.source],
+        "target_id": [str(region_ids[int(t)]) for t in links.target],
+        "weight": links.weight.astype(float), "rank": links.rank.astype("int32"),
+        "distance_m": links.distance_m.astype(float), "od_flow": links.od_flow.astype("int32")}, path)
+
+
+def write_evidence(regions, target_rows, source_rows, weights, region_ids, path) -> Path:
+    """Stage 2's evidence: lines from each region's top labelled neighbours to the region."""
+    return write_lines(regions, source_rows, target_rows, {
+        "source_id": [str(region_ids[int(s)]) for s in source_rows],
+        "target_id": [str(region_ids[int(t)]) for t in target_rows],
+        "weight": np.asarray(weights, dtype=float)}, path)
+
+
+def polygon_rings(df):
+    """Per row the exterior rings of its polygon parts as (K, 2) arrays (for the report maps), or
+    None when the layer has no geometry."""
+    if "geometry" not in getattr(df, "columns", ()):
+        return None
+    from .report import shapely_rings
+
+    return [shapely_rings(g) for g in df.geometry]

@@ -45,6 +45,14 @@ def plots(observed, predicted, title: str):
     return scatter, hist
 
 
+def shapely_rings(geom) -> list:
+    """The exterior rings of a (multi)polygon's parts as (K, 2) arrays; [] for anything else."""
+    if geom is None or geom.is_empty:
+        return []
+    parts = getattr(geom, "geoms", [geom])
+    return [np.asarray(p.exterior.coords)[:, :2] for p in parts if p.geom_type == "Polygon"]
+
+
 def choropleth(shapes, values, title: str, cmap: str = "viridis", diverging: bool = False, label: str = "") -> str:
     """A map of ``values`` over the region polygons (``shapes``: per region a list of (K, 2) rings),
     as a base64 PNG. Regions with NaN are drawn grey; ``diverging`` centres the colours on 0."""

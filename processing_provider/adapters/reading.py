@@ -123,3 +123,20 @@ def matrix(features, fields: QgsFields, names, param, allow_null=False):
 
 def numeric_field_names(fields: QgsFields):
     return [f.name() for f in fields if f.type() in NUMERIC_TYPES]
+
+
+def polygon_rings(features):
+    """Per feature the exterior rings of its polygon parts as (K, 2) arrays, for the report maps;
+    None when no feature has a polygon."""
+    from qgis.core import QgsWkbTypes
+
+    out, any_poly = [], False
+    for f in features:
+        rings = []
+        g = f.geometry() if f.hasGeometry() else None
+        if g is not None and g.type() == QgsWkbTypes.PolygonGeometry:
+            polys = g.asMultiPolygon() if g.isMultipart() else [g.asPolygon()]
+            rings = [np.asarray([(p.x(), p.y()) for p in poly[0]]) for poly in polys if poly]
+        any_poly = any_poly or bool(rings)
+        out.append(rings)
+    return out if any_poly else None

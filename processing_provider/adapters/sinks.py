@@ -99,51 +99,48 @@ def py_value(v):
     return v
 
 
-def write_lines(alg, parameters, context, feedback, param, reg, links, region_ids):
-    """The attention links as lines from the attended region to the attending one (points on surface)."""
+def _write_line_sink(alg, parameters, context, feedback, param, features, crs, columns, rows):
+    """Straight lines between points on surface of ``features``; ``rows``: (source row, target row,
+    attributes) with ``columns`` [(name, QVariant type)]. Pairs without geometry are skipped."""
     from qgis.core import QgsGeometry, QgsPointXY, QgsWkbTypes
 
     check_cancel(feedback)
     fields = QgsFields()
-    for name, kind in (("source_id", QVariant.String), ("target_id", QVariant.String), ("weight", QVariant.Double),
-                       ("rank", QVariant.Int), ("distance_m", QVariant.Double), ("od_flow", QVariant.Int)):
-        fields.append(QgsField(name, kind))
-    sink, dest = alg.parameterAsSink(parameters, param, context, fields, QgsWkbTypes.LineString, reg.source_crs)
-    if sink is None:
-        raise QgsProcessingException(alg.invalidSinkError(parameters, param))
-    anchor = [f.geometry().pointOnSurface().asPoint() for f in reg.features]
-    for k in range(len(links.weight)):
-        if k % 5000 == 0:
-            check_cancel(feedback)
-        s, t = int(links.source[k]), int(links.target[k])
-        f = QgsFeature(fields)
-        f.setGeometry(QgsGeometry.fromPolylineXY([QgsPointXY(anchor[s]), QgsPointXY(anchor[t])]))
-        f.setAttributes([str(region_ids[s]), str(region_ids[t]), float(links.weight[k]), int(links.rank[k]),
-                         float(links.distance_m[k]), int(bool(links.od_flow[k]))])
-        sink.addFeature(f, QgsFeatureSink.FastInsert)
-    close_sink(sink)
-    del sink
-    return dest
-
-
-def write_evidence(alg, parameters, context, feedback, param, features, crs, tgt, src, weights, region_ids):
-    """Lines from each region's strongest labelled neighbours (source) to the region (target)."""
-    from qgis.core import QgsGeometry, QgsPointXY, QgsWkbTypes
-
-    fields = QgsFields()
-    for name, kind in (("source_id", QVariant.String), ("target_id", QVariant.String), ("weight", QVariant.Double)):
+    for name, kind in columns:
         fields.append(QgsField(name, kind))
     sink, dest = alg.parameterAsSink(parameters, param, context, fields, QgsWkbTypes.LineString, crs)
     if sink is None:
         raise QgsProcessingException(alg.invalidSinkError(parameters, param))
     anchor = [f.geometry().pointOnSurface().asPoint() if f.hasGeometry() else None for f in features]
-    for t, s, w in zip(tgt, src, weights):
+    for k, (s, t, attrs) in enumerate(rows):
+        if k % 5000 == 0:
+            check_cancel(feedback)
         if anchor[s] is None or anchor[t] is None:
             continue
         f = QgsFeature(fields)
         f.setGeometry(QgsGeometry.fromPolylineXY([QgsPointXY(anchor[s]), QgsPointXY(anchor[t])]))
-        f.setAttributes([str(region_ids[s]), str(region_ids[t]), float(w)])
+        f.setAttributes(attrs)
         sink.addFeature(f, QgsFeatureSink.FastInsert)
     close_sink(sink)
     del sink
     return dest
+
+
+def write_lines(alg, parameters, context, feedback, param, reg, links, region_ids):
+    """The attention links as lines from the attended region (source) to the attending one (target)."""
+    rows = ((int(s), int(t), [str(region_ids[int(s)]), str(region_ids[int(t)]), float(w), int(r), float(d), int(bool(o))])
+            for s, t, w, r, d, o in zip(links.source, links.target, links.weight, links.rank, links.distance_m,
+                                         links.od_flow))
+    return _write_line_sink(alg, parameters, context, feedback, param, reg.features, reg.source_crs,
+                            [("source_id", QVariant.String), ("target_id", QVariant.String),
+                             ("weight", QVariant.Double), ("rank", QVariant.Int), ("distance_m", QVariant.Double),
+                             ("od_flow", QVariant.Int)], rows)
+
+
+def write_evidence(alg, parameters, context, feedback, param, features, crs, tgt, src, weights, region_ids):
+    """Lines from each region's strongest labelled neighbours (source) to the region (target)."""
+    rows = ((int(s), int(t), [str(region_ids[int(s)]), str(region_ids[int(t)]), float(w)])
+            for t, s, w in zip(tgt, src, weights))
+    return _write_line_sink(alg, parameters, context, feedback, param, features, crs,
+                            [("source_id", QVariant.String), ("target_id", QVariant.String),
+                             ("weight", QVariant.Double)], rows)

@@ -97,15 +97,43 @@ def _label_precision(layer, idx) -> int:
 
 def save_default_style(dest_id, field, kind, classes=5) -> bool:
     """Store the style in a GeoPackage output as its default, so a reopened file (and every qgis_process
-    output) opens styled. Other formats keep only the on-load style."""
+    output) opens styled. Other formats keep only the on-load style.
+
+    The style is exported from a layer that is closed before the provider writes it: saving through an
+    open layer leaves the file in SQLite's WAL mode, and the next reader (a later algorithm taking this
+    output as input) would then rewrite the file's header on close."""
+    from qgis.core import QgsProviderRegistry
+    from qgis.PyQt.QtXml import QDomDocument
+
     path = str(dest_id or "").split("|", 1)[0]
     if not path.lower().endswith(".gpkg"):
         return False
     layer = QgsVectorLayer(str(dest_id), "topt output", "ogr")
     if not layer.isValid() or not apply_style(layer, field, kind, classes):
         return False
-    err = layer.saveStyleToDatabase("topt", f"{kind} by {field} (written by topt)", True, "")
-    return not err
+    doc = QDomDocument()
+    layer.exportNamedStyle(doc)
+    uri = layer.source()
+    del layer
+    res = QgsProviderRegistry.instance().providerMetadata("ogr").saveStyle(
+        uri, doc.toString(), "", "topt", f"{kind} by {field} (written by topt)", "", True, "")
+    ok = res[0] if isinstance(res, tuple) else bool(res)
+    _journal_back_to_delete(path)
+    return ok
+
+
+def _journal_back_to_delete(path):
+    """Leave the GeoPackage in SQLite's default journal mode (what GDAL writes), if nobody holds it."""
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(path, timeout=0.5)
+        try:
+            con.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            con.close()
+    except sqlite3.Error:
+        pass
 
 
 def style_output(context, dest_id, field, kind, classes=5):

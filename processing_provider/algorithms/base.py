@@ -194,8 +194,11 @@ class ToptAlgorithm(QgsProcessingAlgorithm):
 
         intro, params = HELP.get(self.name(), (self.shortDescription() or "", {}))
         lines = []
-        for name, text in params.items():
-            p = self.parameterDefinition(name)
+        defs = {name: self.parameterDefinition(name) for name in params}
+        is_adv = lambda n: bool(defs[n] is not None and defs[n].flags() & QgsProcessingParameterDefinition.FlagAdvanced)  # noqa: E731
+        for name in sorted(params, key=is_adv):       # the dialog's order: basic parameters, then advanced
+            text = params[name]
+            p = defs[name]
             label = p.description() if p is not None else name
             lines.append(f"<dt><b>{html.escape(label)}</b></dt><dd>{html.escape(text)}</dd>")
         return f"<p>{html.escape(intro)}</p><dl>{''.join(lines)}</dl>"

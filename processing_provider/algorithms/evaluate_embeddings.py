@@ -83,7 +83,7 @@ class EvaluateEmbeddingsAlgorithm(ToptAlgorithm):
                                          "a target must not be among the embedding fields.")
         protocol = self.parameterAsEnumString(parameters, self.PROTOCOL, context)
         alpha = self.parameterAsDouble(parameters, self.ALPHA, context)
-        features = reading.read_features(source, feedback, 0, 20, with_geometry=False)
+        features = reading.read_features(source, feedback, 0, 20)
         emb = reading.matrix(features, fields, names, "EMBEDDING_FIELDS")
         rows, oofs = [], {}
         for t, target in enumerate(targets):
@@ -94,7 +94,7 @@ class EvaluateEmbeddingsAlgorithm(ToptAlgorithm):
             metrics, oof = ridge_kfold(emb[known], y[known], protocol=protocol, alpha=alpha)
             rows.append([target, "ridge", protocol, int(known.sum()), metrics["mae"], metrics["rmse"],
                          metrics["r2"], None, None])
-            oofs[target] = (y[known], oof)
+            oofs[target] = (y[known], oof, np.flatnonzero(known))
             feedback.pushInfo(f"{target}: MAE {metrics['mae']:.3f}, RMSE {metrics['rmse']:.3f}, "
                               f"R² {metrics['r2']:.3f} ({int(known.sum())} regions, {protocol}).")
             feedback.setProgress(20 + 60 * (t + 1) / max(len(targets), 1))
@@ -124,7 +124,8 @@ class EvaluateEmbeddingsAlgorithm(ToptAlgorithm):
         reading.check_cancel(feedback)     # before anything is written: a cancel leaves no report behind
         report = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context)
         if report:
-            write_text(report, evaluation_report(source.sourceName(), names, protocol, alpha, rows, oofs))
+            write_text(report, evaluation_report(source.sourceName(), names, protocol, alpha, rows, oofs,
+                                                     shapes=reading.polygon_rings(features)))
         sink, dest = self.parameterAsSink(parameters, self.OUTPUT, context, out_fields, QgsWkbTypes.NoGeometry,
                                           QgsCoordinateReferenceSystem())
         if sink is None:

@@ -228,7 +228,7 @@ class PredictRegionsAlgorithm(ToptAlgorithm):
         report = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context)
         from_model = match is not None and match.rows is not None
         html = (prediction_report(source.sourceName(), target_field, pred_name, config, pr, y, emb_names, model_dir,
-                                  from_model) if report else None)
+                                  from_model, shapes=reading.polygon_rings(features)) if report else None)
         # the layer first (its writer checks for cancel before creating anything), the report after, so a
         # cancel at this stage leaves neither (hostile matrix, issue 6)
         dest = sinks.write_sink(self, parameters, context, feedback, self.OUTPUT, features, fields,

@@ -136,28 +136,38 @@ def _cli(*args, timeout=600):
 def test_cli_train_predict_cluster_and_evaluate(tmp_path):
     p = _cli("train", "--regions", f"{SAMPLE}:regions", "--region-id", "region_id", "--pois", f"{SAMPLE}:pois",
              "--poi-category", "category", "--landuse-fields", ",".join(LU), "--epochs", "5", "--embed-dim", "16",
-             "--device", "cpu", "--output", tmp_path / "emb.gpkg", "--model-dir", tmp_path / "model")
+             "--device", "cpu", "--output", tmp_path / "emb.gpkg", "--model-dir", tmp_path / "model",
+             "--links", tmp_path / "links.gpkg", "--links-per-region", "3")
     assert p.returncode == 0, p.stderr[-3000:]
     summary = json.loads(p.stdout)
+    links = io.read_layer(str(tmp_path / "links.gpkg"))
+    assert 170 * 3 <= len(links) <= 180 * 3 and links["weight"].between(0, 1, inclusive="right").all()
+    assert set(links["target_id"].astype(str)) == {str(i) for i in io.read_layer(f"{SAMPLE}:regions")["region_id"]}
+    assert links.groupby("target_id")["weight"].sum().max() <= 1 + 1e-6
     assert summary["regions"] == 180 and summary["epochs_run"] == 5 and summary["device"].startswith("cpu")
     emb = io.embedding_matrix(io.read_layer(str(tmp_path / "emb.gpkg")))
     assert emb.shape == (180, 16) and np.isfinite(emb).all()
     assert (tmp_path / "model" / "model.safetensors").exists()
     p = _cli("predict", "--input", tmp_path / "emb.gpkg", "--target", "crime_count", "--task", "crime",
              "--model-dir", tmp_path / "model", "--text-encoder", tiny_source("bert"), "--device", "cpu",
-             "--output", tmp_path / "pred.gpkg")
+             "--output", tmp_path / "pred.gpkg", "--evidence", tmp_path / "ev.gpkg", "--report", tmp_path / "p.html")
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads(p.stdout)
     assert res["labelled"] == 180 and set(res["metrics"]) == {"mae", "rmse", "r2"}
     pred = io.read_layer(str(tmp_path / "pred.gpkg"))
+    assert pred["why"].str.startswith(("routes:", "labelled neighbours")).all()
+    assert (tmp_path / "p.html").read_text().count("data:image/png;base64,") == 6       # 4 maps, 2 plots
+    ev = io.read_layer(str(tmp_path / "ev.gpkg"))
+    assert list(ev.columns[:3]) == ["source_id", "target_id", "weight"] and (ev["source_id"] != ev["target_id"]).all()
     assert np.isfinite(pred["pred_crime_count"].to_numpy(dtype=float)).all() and pred["is_labelled"].sum() == 180
     p = _cli("cluster", "--input", tmp_path / "emb.gpkg", "--k", "4", "--output", tmp_path / "cl.gpkg")
     assert p.returncode == 0, p.stderr[-3000:]
     assert sum(json.loads(p.stdout)["sizes"]) == 180
     p = _cli("evaluate", "--input", tmp_path / "emb.gpkg", "--targets", "crime_count,checkin_count",
-             "--cluster-labels", "cd_label")
+             "--cluster-labels", "cd_label", "--report", tmp_path / "e.html")
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads(p.stdout)
+    assert (tmp_path / "e.html").read_text().count("alt='residual map'") == 2
     assert set(res["crime_count"]) == {"mae", "rmse", "r2"} and 0 <= res["clustering"]["nmi"] <= 1
 
 

@@ -30,7 +30,8 @@ def test_evaluate_on_trained_embeddings(trained, tmp_path):
         assert np.isfinite([rows[t]["mae"], rows[t]["rmse"], rows[t]["r2"]]).all()
     assert 0 <= rows["cd_label"]["nmi"] <= 1 and np.isfinite(rows["cd_label"]["ari"])
     html = (tmp_path / "eval.html").read_text(encoding="utf-8")
-    assert "<table" in html and html.count("data:image/png;base64,") == 6
+    assert "<table" in html and html.count("data:image/png;base64,") == 9     # per target: map, scatter, histogram
+    assert html.count("alt='residual map'") == 3
     assert sha256(emb_path) == before
 
 

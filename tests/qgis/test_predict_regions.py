@@ -36,7 +36,7 @@ def test_predict_with_model_folder(trained, tmp_path):
     y = column(out, "crime_count")
     assert res["MAE"] == pytest.approx(np.mean(np.abs(oof - y)), rel=1e-6)
     html = report.read_text(encoding="utf-8")
-    assert "<table" in html and html.count("data:image/png;base64,") == 2
+    assert "<table" in html and html.count("data:image/png;base64,") == 6   # 4 maps, scatter, histogram
     assert "You are an expert in urban criminology" in html and "Included POIs" in html   # prompts from the model
     assert sha256(emb_path) == before
 

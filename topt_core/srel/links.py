@@ -109,7 +109,6 @@ def attention_links(model, data, k: int = 5, device: str = "cpu") -> Links:
     if data.mobility is not None and data.mobility.nnz:
         m = data.mobility.tocsr()
         od = (np.asarray(m[tgt, src]).ravel() + np.asarray(m[src, tgt]).ravel()) > 0
-    edges = spatial.neighbour_edges(c, data.adjacency, members[0].config.neighbours, members[0].config.knn)
     keep = w > 0
     return Links(src[keep], tgt[keep], w[keep], rank[keep], dist[keep], od[keep], attn_in, attn_dist,
-                 spatial.degrees(edges, n).astype(float), inp.mode, what)
+                 inp.degree.cpu().numpy().astype(float), inp.mode, what)
