@@ -31,7 +31,8 @@ ABLATIONS = {
 HEAD_ABLATION = "with the cross-attention head route"
 
 
-def run(embeddings_by_seed: dict, data, tasks=TASKS, ablation=True, head_seeds=3, cache_dir=None, log=print) -> dict:
+def run(embeddings_by_seed: dict, data, tasks=TASKS, ablation=True, head_seeds=3, cache_dir=None, log=print,
+        ablation_seeds=None) -> dict:
     """{task: {method: [per-seed dict]}}; methods: "default", "ridge", "spatial", "spatial ridge", ablations."""
     from dataclasses import replace
 
@@ -48,7 +49,7 @@ def run(embeddings_by_seed: dict, data, tasks=TASKS, ablation=True, head_seeds=3
             base = PromptConfig(task=task, protocol="hafusion-ny", seed=2026 + int(seed))
             rows = {}
             runs = {"default": (base, data), "spatial": (base.replace(protocol="spatial-blocks"), data)}
-            if ablation:
+            if ablation and (ablation_seeds is None or si < ablation_seeds):
                 for name, over in ABLATIONS.items():
                     if name == HEAD_ABLATION and si >= head_seeds:
                         continue
@@ -76,6 +77,9 @@ def summarise(results: dict) -> dict:
     res = results["results"]
     summary, methods = {}, {}
     for task, by in res.items():
+        for n_abl in sorted({len(rows) for rows in by.values()} - {len(by["default"])}):
+            # ablations on fewer seeds: the default on those same seeds, to compare like with like
+            by = {**by, f"default (the first {n_abl} seeds)": by["default"][:n_abl]}
         mean = lambda name, key: float(np.mean([r[key] for r in by[name]]))  # noqa: E731
         std = lambda name, key: float(np.std([r[key] for r in by[name]]))  # noqa: E731
         summary[task] = {"r2": mean("default", "r2"), "r2_std": std("default", "r2"), "mae": mean("default", "mae"),
