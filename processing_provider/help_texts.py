@@ -103,8 +103,9 @@ HELP = {
                                 + ENUM_NOTE,
             "DEVICE": "auto, cpu or cuda; the choice and why is logged. " + ENUM_NOTE,
             "SEED": "Random seed of folds and heads.",
-            "OUTPUT": "The input with pred_<target>, oof_<target> (out-of-fold), is_labelled and the interval "
-                      "pred_lo, pred_hi.",
+            "OUTPUT": "The input with pred_<target>, oof_<target> (out-of-fold), is_labelled, the interval "
+                      "pred_lo, pred_hi and why (what the prediction leaned on). Styled by the prediction; the "
+                      "style 'interval width' (Layers panel > Styles) colours pred_hi - pred_lo.",
             "OUTPUT_REPORT": "HTML report: accuracy against Ridge, maps of observed, predicted, residual and "
                              "interval width, plots, prompts and settings.",
             "OUTPUT_EVIDENCE": "Optional lines from each region's top labelled neighbours to the region, with the "

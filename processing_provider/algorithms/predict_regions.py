@@ -243,7 +243,8 @@ class PredictRegionsAlgorithm(ToptAlgorithm):
                                                  source.sourceCrs(), tgt, src, w, data.region_ids)
         if report:
             write_text(report, html)
-        styles.style_output(context, dest, pred_name, "graduated")
+        styles.style_output(context, dest, pred_name, "graduated",
+                            extra=[("interval width", f'"{hi_name}" - "{lo_name}"')])
         feedback.setProgress(100)
         m, r = pr.metrics, pr.ridge_metrics
         result = {self.OUTPUT: dest, self.MAE: float(m["mae"]), self.RMSE: float(m["rmse"]), self.R2: float(m["r2"]),

@@ -131,3 +131,25 @@ def test_report_maps_render_in_headless_chromium(predicted, tmp_path):
                      encoding="utf-8")
     without = coloured_share(blank)
     assert without < 0.002 and real > 0.01 and real > 10 * without, (real, without)
+
+
+def test_prediction_layer_carries_an_interval_width_style(predicted):
+    import sqlite3
+
+    from processing_provider.adapters.styles import add_named_styles
+
+    pr, out = predicted
+    con = sqlite3.connect(out / "pred.gpkg")
+    rows = dict(con.execute("select styleName, useAsDefault from layer_styles").fetchall())
+    qml = con.execute("select styleQML from layer_styles where styleName = 'interval width'").fetchone()[0]
+    con.close()
+    assert rows == {"topt": 1, "interval width": 0}
+    assert '"pred_hi" - "pred_lo"' in qml.replace("&quot;", '"')
+    layer = QgsVectorLayer(str(out / "pred.gpkg"), "pred", "ogr")          # opens with the default style
+    assert layer.renderer().classAttribute() == pr["PRED_FIELD"]
+    add_named_styles(layer, [("interval width", '"pred_hi" - "pred_lo"')])  # what the desktop load adds
+    assert "interval width" in layer.styleManager().styles()
+    assert layer.renderer().classAttribute() == pr["PRED_FIELD"]            # the shown style is unchanged
+    layer.styleManager().setCurrentStyle("interval width")
+    assert layer.renderer().classAttribute() == '"pred_hi" - "pred_lo"'
+    assert len(layer.renderer().ranges()) == 5
