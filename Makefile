@@ -20,7 +20,7 @@ package:
 	@scripts/package.sh
 
 bench: setup
-	@. scripts/env.sh && .venv/bin/python -m bench.manhattan --seeds 100-109 --front-door layers --prompt4re --json bench/last.json
+	@. scripts/env.sh && .venv/bin/python -m bench.manhattan --seeds 100-109 --front-door layers --no-ablations --prompt4re --ablation-seeds 3 --head-seeds 1 --json bench/last.json
 
 clean:
 	rm -rf .qgis-profile .qgis-plugins dist .pytest_cache
