@@ -105,6 +105,22 @@ def markdown(name, results, targets) -> str:
     return "\n".join(lines)
 
 
+def baselines(data) -> dict:
+    """What the truth needs: Ridge on the raw view values, and on them plus their mean over the region
+    and its 8 nearest regions (a fixed spatial smoothing: what a local distance prior could learn)."""
+    from scipy.spatial import cKDTree
+
+    from bench.manhattan import raw_features
+    from topt_core.evaluate import ridge_kfold
+
+    x = raw_features(data)
+    _, nn = cKDTree(data.centroids).query(data.centroids, 9)
+    y = data.targets["truth"]
+    return {"raw view values": ridge_kfold(x, y, protocol="random")[0]["r2"],
+            "raw + their mean over the 8 nearest": ridge_kfold(np.hstack([x, x[nn].mean(1)]), y,
+                                                                 protocol="random")[0]["r2"]}
+
+
 def main(argv=None) -> int:
     from bench.manhattan import load_layers, parse_seeds
 
@@ -135,6 +151,9 @@ def main(argv=None) -> int:
     print()
     print(markdown(f"Synthetic city ({a.city_regions} regions, smooth truth, 10 shuffled folds)",
                    res["synthetic"], ("truth",)))
+    base = baselines(synthetic(a.city_regions))
+    res["synthetic_baselines"] = base
+    print("\nSynthetic city without a model (Ridge, same folds): " + ", ".join(f"{k} R² {v:.3f}" for k, v in base.items()))
     print(f"\nseeds {seeds}, restarts=1, load {load0[0]:.2f} -> {os.getloadavg()[0]:.2f}, "
           f"{res['wall_s']:.0f} s")
     if a.json:

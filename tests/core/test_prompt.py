@@ -282,3 +282,28 @@ def test_input_errors(case, match, cache):
         y = y[:-2]
     with pytest.raises(ToptDataError, match=match):
         run_prompt4re(emb, data, y, "y", FAST.replace(text_encoder=tiny_source("bert")), cache_dir=cache)
+
+
+def test_without_the_head_only_the_full_prompt_is_encoded(tmp_path):
+    """The facets feed only the cross-attention head: with it off, one text per region is encoded
+    (a quarter of the work at city scale), and the prompts are the same full prompts."""
+    from topt_core.prompt import run_prompt4re
+
+    data = synthetic_data()
+    rng = np.random.default_rng(3)
+    emb, y = rng.normal(size=(data.n, 10)), data.poi_counts[:, 1] * 3 + rng.normal(0, 1, data.n)
+    on = run_prompt4re(emb, data, y, "crimes", FAST.replace(text_encoder=tiny_source("bert")), cache_dir=tmp_path / "a")
+    msgs = []
+
+    class Rep:
+        def set_progress(self, p): pass
+        def set_text(self, t): msgs.append(t)
+        def info(self, t): msgs.append(t)
+        def warning(self, t): msgs.append(t)
+        def is_canceled(self): return False
+
+    off = run_prompt4re(emb, data, y, "crimes", PromptConfig(text_encoder=tiny_source("bert"), folds=4, device="cpu"),
+                        reporter=Rep(), cache_dir=tmp_path / "b")
+    assert len(on.facet_names) > 1 and off.facet_names == ["full"]
+    assert off.prompts == on.prompts
+    assert any(f"encoding {len(set(off.prompts))} distinct prompts" in m for m in msgs)

@@ -135,6 +135,11 @@ def run_prompt4re(embeddings: np.ndarray, data: RegionData, target: np.ndarray, 
     t0 = time.perf_counter()
     names, texts = build_prompt_facets(data, config.task, target_name, config.task_description,
                                        config.use_task_template)
+    from .train import use_head
+
+    if not use_head(config, int(np.isfinite(y).sum())):   # only the head reads the facets: encode the prompt
+        k = names.index("full")
+        names, texts = ["full"], [[row[k]] for row in texts]
     encoder = get_text_encoder(config.text_encoder, cache_dir=cache_dir, device=dev.device)
     encoder.threads = config.threads or None
     for w in encoder.warnings:
