@@ -150,12 +150,13 @@ def _predict(a, reporter) -> dict:
     emb = io.embedding_matrix(layer, "emb_") if has_emb else None
     y = io.numeric_column(layer, a.target)
     described = _split(a.description_fields)
-    data, match = prediction_data(io.layer_columns(layer), io.feature_ids(a.input, len(layer)), a.model_dir,
+    columns = io.layer_columns(layer)
+    data, match = prediction_data(columns, io.feature_ids(a.input, len(layer)), a.model_dir,
                                   a.region_id or "", lambda ids: io.layer_region_data(layer, ids, described),
                                   reporter)
     emb = prediction_embeddings(emb, a.model_dir, data, match, reporter)
     for f in _split(a.text_fields):
-        data.texts[f] = np.asarray(["" if v is None else str(v) for v in io.layer_columns(layer)[f]], dtype=object)
+        data.texts[f] = np.asarray(["" if v is None else str(v) for v in columns[f]], dtype=object)
     cfg = PromptConfig(text_encoder=a.text_encoder, task=a.task, task_description=a.task_description,
                        seed=a.seed, device=a.device, protocol=a.protocol, folds=a.folds,
                        target_transform=a.target_transform, level=a.level, use_head=a.use_head)

@@ -94,13 +94,15 @@ def apply_style(layer, field: str, kind: str, classes: int = 5) -> bool:
         layer.setRenderer(links_renderer(field))
         layer.triggerRepaint()
         return True
-    symbol = QgsSymbol.defaultSymbol(layer.geometryType())
-    if symbol is None:
-        return False
-    ramp = QgsStyle.defaultStyle().colorRamp("Viridis") or QgsStyle.defaultStyle().colorRamp("Spectral")
     if kind == "graduated":
         r = graduated_renderer(layer, field, classes, _label_precision(layer, idx))
+        if r is None:
+            return False
     else:
+        symbol = QgsSymbol.defaultSymbol(layer.geometryType())
+        if symbol is None:
+            return False
+        ramp = QgsStyle.defaultStyle().colorRamp("Viridis") or QgsStyle.defaultStyle().colorRamp("Spectral")
         values = sorted(v for v in layer.uniqueValues(idx) if v is not None and str(v) != "NULL")
         cats = []
         for k, v in enumerate(values):
