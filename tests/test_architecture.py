@@ -42,3 +42,59 @@ def test_plugin_entry_imports_nothing_heavy():
         names = [a.name for n in top_level if isinstance(n, ast.Import) for a in n.names]
         names += [n.module for n in top_level if isinstance(n, ast.ImportFrom) and n.module]
         assert not {x.split(".")[0] for x in names} & heavy, f"{rel} imports heavy modules at load time: {names}"
+
+
+def _absolute_imports(path: Path, package: str):
+    """(line, module) for every import in ``path`` anywhere in the file (module level or inside
+    functions), relative imports resolved against ``package`` (the module's own package)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    parts = package.split(".")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = parts[:len(parts) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            yield node.lineno, mod
+            for alias in node.names:                  # ``from .. import srel`` names a module too
+                yield node.lineno, f"{mod}.{alias.name}"
+
+
+def _views_importing_srel(folder: Path, package: str):
+    offenders = []
+    for path in sorted(folder.rglob("*.py")):
+        sub = path.relative_to(folder).with_suffix("").parts
+        pkg = ".".join([package, *sub[:-1]])
+        hits = {}
+        for line, name in _absolute_imports(path, pkg):
+            if name == "topt_core.srel" or name.startswith("topt_core.srel."):
+                hits.setdefault(line, name)
+        offenders += [f"{path.relative_to(folder.parent)}:{line} imports {hits[line]}" for line in sorted(hits)]
+    return offenders
+
+
+def test_views_never_import_srel():
+    """The data layer (views) must not depend on stage 1: ``srel`` imports ``views``, not the reverse
+    (the losses the views name live in ``topt_core.objectives``)."""
+    folder = ROOT / "topt_core" / "views"
+    assert sorted(folder.glob("*.py")), "topt_core/views has no modules?"
+    offenders = _views_importing_srel(folder, "topt_core.views")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_views_guard_detects_srel_imports(tmp_path):
+    views = tmp_path / "views"
+    views.mkdir()
+    (views / "ok.py").write_text("from ..objectives import od_kl\nfrom . import scaling\nimport numpy\n")
+    (views / "bad.py").write_text(
+        "from ..srel.losses import od_kl\n"
+        "def f():\n    from ..srel import attention\n"
+        "def g():\n    import topt_core.srel.model\n"
+        "from .. import srel\n")
+    found = _views_importing_srel(views, "topt_core.views")
+    assert [f.split(":")[1].split()[0] for f in found] == ["1", "3", "5", "6"], found
+    assert all(f.startswith("views/bad.py") for f in found), found

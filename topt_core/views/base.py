@@ -280,7 +280,7 @@ class TableView(View):
         return torch.from_numpy(self.similarity_target(data)).to(device)
 
     def ssl_loss(self, decoders, emb, target):
-        from ..srel.losses import sampled_similarity_mse, similarity_mse
+        from ..objectives import sampled_similarity_mse, similarity_mse
 
         if isinstance(target, dict):
             return sampled_similarity_mse(decoders[self.name](emb), target["unit"], target["pairs"], target["rows"])

@@ -236,7 +236,7 @@ class MobilityView(View):
                 "entropy": (ent(p, w) + ent(q, w.T)) / max(float(w.sum()), 1e-12)}
 
     def ssl_loss(self, decoders, emb, target):
-        from ..srel.losses import od_kl, sampled_od_kl
+        from ..objectives import od_kl, sampled_od_kl
 
         if target.get("sparse"):
             return sampled_od_kl(decoders["source"](emb), decoders["target"](emb), target)
