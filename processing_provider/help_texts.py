@@ -53,7 +53,7 @@ HELP = {
             "LEARNING_RATE": "Step size of the optimiser.",
             "WEIGHT_DECAY": "L2 penalty on the weights.",
             "PATIENCE": "Epochs without improvement before training stops.",
-            "THREADS": "CPU threads (0: one for small layers, else all but one core).",
+            "THREADS": "CPU threads (0: one for small layers, else every core; the log says what was chosen and why).",
             "DEVICE": "auto (a CUDA GPU when there is one), cpu or cuda; the choice and why is logged. "
                       + ENUM_NOTE,
             "SEED": "Same seed, same inputs: the same embeddings on the same machine.",

@@ -114,7 +114,7 @@ class SrelConfig(_ConfigMixin):
     seed: int = 42
     restarts: int = 0                   # independent trainings combined (seeds from `seed`); 0 = auto (resolve_restarts)
     device: str = "auto"
-    threads: int = 0                    # CPU threads for torch; 0 = auto (1 up to 1000 regions, else all but one core)
+    threads: int = 0                    # CPU threads for torch; 0 = auto (1 up to 1000 regions, else every core: device.cpu_threads)
     attention: str = "auto"             # "auto" (dense up to auto_sparse_above regions, else sparse) | "dense" | "sparse"
     auto_sparse_above: int = 1000       # regions above which auto uses the sparse mode (faster from ~400 on; bench/RESULTS.md)
     local_neighbours: int = 8           # sparse: nearest regions each region attends to one by one (both ways)
@@ -158,6 +158,9 @@ class SrelConfig(_ConfigMixin):
         _check(self.max_dense_regions >= 2, f"SrelConfig.max_dense_regions must be >= 2, got {self.max_dense_regions}.")
 
 
+TEXT_INPUTS = ("auto", "description")   # PromptConfig.text_input (topt_core/prompt/pipeline.py)
+
+
 @dataclass(frozen=True)
 class PromptConfig(_ConfigMixin):
     """Stage 2 (Prompt4RE): frozen text encoder + inductive cross-attention head (nested CV)."""
@@ -185,13 +188,15 @@ class PromptConfig(_ConfigMixin):
     inner_val_fraction: float = 0.2     # validation share when inner_splits == 1
     seed: int = 2026
     device: str = "auto"
-    threads: int = 0                    # CPU threads for torch; 0 = all but one core (all on <= 2 cores)
+    threads: int = 0                    # CPU threads for torch; 0 = the cores free now (device.cpu_threads, load-aware)
     # the routes of the stacked ensemble (topt_core/prompt/stack.py); each can be switched off
     use_embedding: bool = True          # Ridge on the embedding (alpha tuned)
     use_views: bool = True              # Ridge on the embedding + the region's own view values
     use_text: bool = True               # Ridge on the embedding + PCA of the language model's text vectors
     use_neighbours: bool = True         # each route + the residuals of the nearest labelled regions
     use_head: str = "off"               # the cross-attention head route: "off" | "on" | "auto" (up to 2000 labels)
+    text_input: str = "auto"            # what the text route encodes: "auto" (the user's words; nothing when
+                                        # the descriptions only restate numbers) | "description" (every prompt)
     neighbours_k: int = 8               # labelled neighbours of the residual term
     alphas: tuple = (0.3, 1.0, 3.0, 10.0)   # Ridge penalties tried on inner splits
     text_route_rank: int = 16           # principal components of the text vectors in the text route
@@ -230,6 +235,7 @@ class PromptConfig(_ConfigMixin):
         _check(self.threads >= 0, f"PromptConfig.threads must be >= 0, got {self.threads}.")
         _one_of("PromptConfig", "task", self.task, TASKS)
         _one_of("PromptConfig", "use_head", self.use_head, ("auto", "on", "off"))
+        _one_of("PromptConfig", "text_input", self.text_input, TEXT_INPUTS)
         _check(self.use_embedding or self.use_views or self.use_text or self.use_head != "off",
                "PromptConfig switches off every route; expected at least one of use_embedding, use_views, "
                "use_text or use_head.")

@@ -76,28 +76,104 @@ def resolve_device(spec: str | None = "auto") -> DeviceChoice:
                           + (" or unset TOPT_DEVICE." if source.startswith("TOPT") else "."))
 
 
-def cpu_threads(requested: int = 0, small: bool = False, load_aware: bool = False) -> int:
-    """The one CPU-thread policy of the engine (torch's intra-op threads).
+class ThreadCount(int):
+    """A CPU-thread count (an ``int``) with the reason it was chosen, for the log (like ``DeviceChoice``)."""
+
+    reason: str
+
+    def __new__(cls, n: int, reason: str):
+        obj = super().__new__(cls, max(1, int(n)))
+        obj.reason = reason
+        return obj
+
+    def __str__(self) -> str:
+        return f"{int(self)} thread{'s' if int(self) != 1 else ''} ({self.reason})"
+
+    __repr__ = __str__
+
+
+#: how long the CPU load is sampled before a load-aware choice (seconds)
+LOAD_SAMPLE_S = 0.25
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS tells it, else ``os.cpu_count()``)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _proc_stat() -> tuple[float, float]:
+    """(busy, total) jiffies of all CPUs from /proc/stat (OSError where there is none)."""
+    with open("/proc/stat", encoding="ascii") as fh:
+        vals = [float(x) for x in fh.readline().split()[1:]]
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0.0)          # idle + iowait
+    total = sum(vals[:8])                                         # guest time is already in user/nice
+    return total - idle, total
+
+
+def other_load(interval: float = LOAD_SAMPLE_S) -> tuple[float, str]:
+    """(cores kept busy by *other* processes, how it was measured).
+
+    Samples /proc/stat over ``interval`` seconds and takes this process's own CPU time over the same
+    interval off, so work this process did a moment ago (reading layers, a previous stage) does not
+    count as load, as it would in the 1-minute load average. Where /proc/stat is missing (macOS) the
+    1-minute load average is used; where that is missing too (Windows), the machine counts as idle."""
+    import time
+
+    try:
+        b0, t0 = _proc_stat()
+        own0, w0 = sum(os.times()[:2]), time.monotonic()
+        time.sleep(interval)
+        b1, t1 = _proc_stat()
+        own1, w1 = sum(os.times()[:2]), time.monotonic()
+        cores = os.cpu_count() or 1
+        busy = (b1 - b0) / max(t1 - t0, 1e-9) * cores            # busy cores, all processes
+        own = (own1 - own0) / max(w1 - w0, 1e-9)
+        return max(0.0, busy - own), f"measured over {interval:.2f} s"
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return max(0.0, os.getloadavg()[0]), "1-minute load average"
+    except (OSError, AttributeError):
+        return 0.0, "no load figure on this system"
+
+
+def cpu_threads(requested: int = 0, small: bool = False, load_aware: bool = False) -> ThreadCount:
+    """The one CPU-thread policy of the engine (torch's intra-op threads), as a count with its reason.
 
     ``requested`` > 0 wins. Otherwise one thread for ``small`` work, where the ops are tiny and
-    extra threads only add synchronisation (2-10x slower measured on a busy 2-core VM); else all
-    but one core (all on <= 2 cores), leaving QGIS a core when there are several. ``load_aware``
-    also counts cores that other processes keep busy (1-minute load average): two threads
-    fighting other jobs run 2-3x slower than one. Training that must be reproducible on a
-    machine leaves it off, so its thread count (and so its summation order) never depends on load.
+    extra threads only add synchronisation (2-10x slower measured on a busy 2-core VM). Otherwise:
+
+    * ``load_aware`` (inference, stage 2): the cores that are free now, i.e. the usable cores minus
+      those other processes keep busy (``other_load``: /proc/stat sampled for a quarter second,
+      this process's own time taken off), at least 1. On an idle 2-core machine that is 2; with
+      another job on one core, 1: two threads fighting other jobs run 2-3x slower than one.
+    * not ``load_aware`` (training, which must be reproducible on a machine): every usable core, a
+      count that never depends on the load, so that its summation order, and so the model a seed
+      gives, is the same whatever else runs. (Keeping one core back for QGIS was the old rule; the
+      OS scheduler already shares the cores, and it left half of a 2-core machine idle.)
+
+    Returns a ``ThreadCount`` (an int with ``.reason``) so the caller can say in the log what it chose.
     """
     if requested:
-        return int(requested)
+        return ThreadCount(requested, f"THREADS={int(requested)} requested")
     if small:
-        return 1
-    n = os.cpu_count() or 1
-    want = max(1, n - 1 if n > 2 else n)
-    if load_aware:
-        try:
-            want = max(1, min(want, int(n - os.getloadavg()[0] + 0.5)))
-        except (OSError, AttributeError):
-            pass
-    return want
+        return ThreadCount(1, "small work: one thread is fastest, more only add synchronisation")
+    n = usable_cores()
+    if not load_aware:
+        return ThreadCount(n, f"all {n} usable core{'s' if n != 1 else ''}; a fixed count, not load-aware, so a "
+                              "seed gives the same model whatever else runs")
+    busy, how = other_load()
+    free = max(1, min(n, int(n - busy + 0.5)))
+    if free == n:
+        why = (f"all {n} usable core{'s' if n != 1 else ''}: other processes keep {busy:.1f} core(s) busy "
+               f"({how})")
+    else:
+        why = (f"{free} of {n} usable cores: other processes keep {busy:.1f} core(s) busy ({how}), and threads "
+               "fighting them run slower than fewer threads")
+    return ThreadCount(free, why)
 
 
 class torch_threads:

@@ -141,7 +141,7 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
                                      minValue=0.0, maxValue=1.0)))
         self.addParameter(advanced(N(self.PATIENCE, self.tr("Early-stop patience (epochs)"), N.Integer,
                                      d.patience, minValue=1, maxValue=100000)))
-        self.addParameter(advanced(N(self.THREADS, self.tr("CPU threads (0: all but one core)"), N.Integer,
+        self.addParameter(advanced(N(self.THREADS, self.tr("CPU threads (0: one for small layers, else every core)"), N.Integer,
                                      d.threads, minValue=0, maxValue=1024)))
         self.addParameter(enum_param(self.DEVICE, self.tr("Device"), DEVICES, d.device))
         self.addParameter(N(self.SEED, self.tr("Random seed"), N.Integer, d.seed, minValue=0))

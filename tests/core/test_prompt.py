@@ -286,7 +286,8 @@ def test_input_errors(case, match, cache):
 
 def test_without_the_head_only_the_full_prompt_is_encoded(tmp_path):
     """The facets feed only the cross-attention head: with it off, one text per region is encoded
-    (a quarter of the work at city scale), and the prompts are the same full prompts."""
+    (a quarter of the work at city scale), and the prompts are the same full prompts
+    (text_input="description"; the default "auto" encodes less, tests/core/test_city_speed.py)."""
     from topt_core.prompt import run_prompt4re
 
     data = synthetic_data()
@@ -302,7 +303,8 @@ def test_without_the_head_only_the_full_prompt_is_encoded(tmp_path):
         def warning(self, t): msgs.append(t)
         def is_canceled(self): return False
 
-    off = run_prompt4re(emb, data, y, "crimes", PromptConfig(text_encoder=tiny_source("bert"), folds=4, device="cpu"),
+    off = run_prompt4re(emb, data, y, "crimes", PromptConfig(text_encoder=tiny_source("bert"), folds=4, device="cpu",
+                                                             text_input="description"),
                         reporter=Rep(), cache_dir=tmp_path / "b")
     assert len(on.facet_names) > 1 and off.facet_names == ["full"]
     assert off.prompts == on.prompts

@@ -8,7 +8,9 @@ fields, POI names). Facets are ordered by the views' ``facet_rank`` (place = 40,
 e.g. poi, landuse, mobility, place, text, extra. Texts are kept short: the default encoder (MiniLM)
 truncates at 256 tokens.
 
-``describe_regions`` joins the facets into one paragraph per region.
+``describe_regions`` joins the facets into one paragraph per region. ``user_sentences`` keeps only
+the words the user brought (region names, TEXT_FIELDS, POI names): everything else in a description
+restates numbers (counts, shares, totals, area, position) that stage 2 already reads as numbers.
 """
 from __future__ import annotations
 
@@ -72,3 +74,22 @@ def describe_regions(data: RegionData) -> list[str]:
     """One paragraph per region: its facet sentences joined in description order."""
     facets = describe_facets(data)
     return [" ".join(facets[f][i] for f in facets) for i in range(data.n)]
+
+
+def has_user_words(data: RegionData) -> bool:
+    """Whether any region carries words of the user's (a region name, a TEXT_FIELDS value, POI names)."""
+    if data.names is not None and any(str(v).strip() for v in data.names):
+        return True
+    return any(str(v).strip() for vals in data.texts.values() for v in vals)
+
+
+def user_sentences(data: RegionData) -> list[str]:
+    """Per region, only the user's own words: "Region Midtown. Zoning: C5-2. POIs: Penn Station, ..."
+    ("" for a region without any). The rest of a description (counts, shares, OD totals, area, centroid,
+    neighbour count) is made from numbers that stage 2's views route and neighbour term read directly."""
+    text = text_sentences(data) if data.texts else [""] * data.n
+    out = []
+    for i in range(data.n):
+        name = str(data.names[i]).strip() if data.names is not None else ""
+        out.append(" ".join(s for s in ((f"Region {name}." if name else ""), text[i]) if s))
+    return out

@@ -21,8 +21,10 @@ class PromptResult:
     labelled: (N,) bool.
     metrics / ridge_metrics: {"mae", "rmse", "r2"} on the pooled OOF predictions (negatives clipped to 0
         when the target is non-negative), Prompt4RE and the Ridge-on-embeddings baseline on the same folds.
-    prompts: the full prompt (task template + description) per region, one of the texts encoded.
-    facet_names / facet_prompts: every text encoded per region, in key/value order.
+    prompts: the full prompt (task template + description) per region, for the report; encoded only when
+        ``text_plan`` says so (the head route, or text_input="description").
+    facet_names / facet_prompts: every text encoded per region, in key/value order ("user": the user's
+        words; "full": the full prompt; the head's facets; none when the text route is skipped).
     encoder_info, device (DeviceChoice), timings {"encode_s", "train_s"}, chosen (per fold + final: route
         weights, log1p and neighbour shares, head epochs), warnings; lo/hi/coverage/width (CV+ intervals).
     """
@@ -113,6 +115,45 @@ def target_warnings(y, target_name: str, config: PromptConfig) -> list[str]:
     return out
 
 
+def text_plan(config: PromptConfig, data: RegionData, n_labelled: int) -> tuple[str, str]:
+    """What the language model encodes, and why in words: ``(plan, reason)`` with plan one of
+
+    * "facets": the head route runs and reads the template, the full prompt and every facet sentence;
+    * "full": one full prompt per region (``text_input="description"``, or nothing else is left to fit);
+    * "user": the user's own words per region (region names, TEXT_FIELDS, POI names), the default when
+      any region has some: short texts, each distinct one encoded once, cached for every task;
+    * "none": nothing: the descriptions only restate numbers (POI counts and shares, land use, OD totals,
+      area, position, neighbour count) that the views route and the neighbour term read as numbers, and
+      encoding them costs a language-model pass per region (0.18 s each on 2 CPU cores: 30 min at
+      10 000 regions) for a route that added nothing measurable on Manhattan (bench/RESULTS.md)."""
+    from .describe import has_user_words
+    from .train import use_head
+
+    if use_head(config, n_labelled):
+        return "facets", ("the cross-attention head route runs, so the task template, every full prompt and "
+                          "every facet sentence are encoded.")
+    if not config.use_text:
+        return "none", "the text route is switched off (use_text), so nothing is encoded."
+    if config.text_input == "description":
+        return "full", ("text_input=description: the full prompt (task template + description) of every region is "
+                        "encoded.")
+    words = [("region names" if data.names is not None and any(str(v).strip() for v in data.names) else "")]
+    words += [f"'{k}'" for k, v in data.texts.items() if any(str(x).strip() for x in v)]
+    words = [w for w in words if w]
+    if has_user_words(data):
+        return "user", (f"the text route reads the user's own words ({', '.join(words)}); the counts, areas and "
+                        "places of the descriptions are left to the views route, which reads them as numbers "
+                        "(text_input=description encodes the whole descriptions instead).")
+    if not (config.use_embedding or config.use_views):
+        return "full", ("the descriptions only restate the regions' numbers, but the text route is the only one "
+                        "switched on, so the full prompts are encoded.")
+    return "none", ("the text route is skipped and no prompt is encoded: without TEXT_FIELDS, POI names or region "
+                    "names the descriptions only restate numbers (POI counts, land use, OD totals, area, position) "
+                    "that the views route reads directly, and encoding them costs a language-model pass per region "
+                    "for no measured gain. Give TEXT_FIELDS (names, zoning, notes) to add words, or set "
+                    "text_input=description to encode the descriptions anyway.")
+
+
 def run_prompt4re(embeddings: np.ndarray, data: RegionData, target: np.ndarray, target_name: str,
                   config: PromptConfig = PromptConfig(), reporter=None, cache_dir=None) -> PromptResult:
     """Stage 2: predict ``target`` from frozen region embeddings + frozen-LM prompt vectors.
@@ -135,11 +176,21 @@ def run_prompt4re(embeddings: np.ndarray, data: RegionData, target: np.ndarray, 
     t0 = time.perf_counter()
     names, texts = build_prompt_facets(data, config.task, target_name, config.task_description,
                                        config.use_task_template)
-    from .train import use_head
+    k_full = names.index("full")
+    full_prompts = [row[k_full] for row in texts]
+    n_lab = int(np.isfinite(y).sum())
+    plan, why = text_plan(config, data, n_lab)
+    reporter.info(f"Prompt4RE text: {why}")
+    if plan == "user":
+        from .templates import build_user_prompts
 
-    if not use_head(config, int(np.isfinite(y).sum())):   # only the head reads the facets: encode the prompt
-        k = names.index("full")
-        names, texts = ["full"], [[row[k]] for row in texts]
+        names, texts = ["user"], [[t] for t in build_user_prompts(data, config.task, target_name,
+                                                                   config.task_description,
+                                                                   config.use_task_template)]
+    elif plan == "full":                # only the head reads the facets: encode the full prompt alone
+        names, texts = ["full"], [[t] for t in full_prompts]
+    elif plan == "none":
+        names, texts = [], [[] for _ in range(data.n)]
     encoder = get_text_encoder(config.text_encoder, cache_dir=cache_dir, device=dev.device)
     encoder.threads = config.threads or None
     for w in encoder.warnings:
@@ -147,14 +198,25 @@ def run_prompt4re(embeddings: np.ndarray, data: RegionData, target: np.ndarray, 
         warnings.append(w)
     flat = [t for row in texts for t in row]
     uniq = list(dict.fromkeys(flat))
-    reporter.set_text(f"Prompt4RE: encoding {len(uniq)} distinct prompts with {config.text_encoder}")
-    vec = encoder.encode(uniq, reporter=StageReporter(reporter, 0, 10))
-    pos = {t: i for i, t in enumerate(uniq)}
-    text_vecs = vec[[pos[t] for t in flat]].reshape(data.n, len(names), -1)
-    encode_s = time.perf_counter() - t0
-    reporter.info(f"Prompt4RE: {len(uniq)} prompts, {encoder.last_hits} from the cache, "
-                  f"{encoder.last_misses} encoded in {encode_s:.1f} s ({encoder.info['model_type']}, "
-                  f"{encoder.dim}-d, {encoder.pooling} pooling).")
+    encoder_info = dict(encoder.info, text_input=config.text_input, encoded=why)
+    if plan == "none":
+        # (the wording keeps "distinct prompts" and "from the cache": the log's stage markers)
+        reporter.set_text("Prompt4RE: no distinct prompts to encode (the text route is skipped)")
+        check_canceled(reporter)
+        text_vecs = np.zeros((data.n, 0, 0))
+        encode_s = time.perf_counter() - t0
+        reporter.info("Prompt4RE: 0 prompts encoded, none read from the cache: the text route is skipped (see above).")
+    else:
+        label = f"Prompt4RE: encoding {len(uniq)} distinct prompts with {config.text_encoder}"
+        reporter.set_text(label)
+        vec = encoder.encode(uniq, reporter=StageReporter(reporter, 0, 10), label=label)
+        pos = {t: i for i, t in enumerate(uniq)}
+        text_vecs = vec[[pos[t] for t in flat]].reshape(data.n, len(names), -1)
+        encode_s = time.perf_counter() - t0
+        threads = f" on {encoder.last_threads}" if encoder.last_threads is not None and encoder.last_misses else ""
+        reporter.info(f"Prompt4RE: {len(uniq)} prompts, {encoder.last_hits} from the cache, "
+                      f"{encoder.last_misses} encoded in {encode_s:.1f} s{threads} ({encoder.info['model_type']}, "
+                      f"{encoder.dim}-d, {encoder.pooling} pooling).")
     check_canceled(reporter)
 
     # -- nested CV + final head --
@@ -171,8 +233,10 @@ def run_prompt4re(embeddings: np.ndarray, data: RegionData, target: np.ndarray, 
     from .conformal import coverage, cv_plus
     from .stack import view_features
 
+    route = names.index("user") if "user" in names else names.index("full") if "full" in names else None
     out = fit_predict(emb, text_vecs, y, config, StageReporter(reporter, 10, 100), device=dev.device,
-                      coords=data.centroids, views=view_features(data), text_route=text_vecs[:, names.index("full")])
+                      coords=data.centroids, views=view_features(data),
+                      text_route=None if route is None else text_vecs[:, route])
     if out["left_out"].any():
         reporter.info(f"Protocol {config.protocol}: {int(out['left_out'].sum())} region(s) with 0 check-ins are "
                       "left out of training and scoring, as in the published protocol (they are still predicted).")
@@ -195,9 +259,8 @@ def run_prompt4re(embeddings: np.ndarray, data: RegionData, target: np.ndarray, 
     reporter.info(f"Prompt4RE out-of-fold: MAE {metrics['mae']:.4g}, RMSE {metrics['rmse']:.4g}, R2 "
                   f"{metrics['r2']:.3f} (Ridge on embeddings: MAE {ridge['mae']:.4g}, R2 {ridge['r2']:.3f}); "
                   f"encode {encode_s:.1f} s, train {train_s:.1f} s.")
-    k = names.index("full")
     return PromptResult(predictions=out["predictions"], oof=out["oof"], labelled=lab, metrics=metrics,
-                        ridge_metrics=ridge, prompts=[t[k] for t in texts], encoder_info=encoder.info, device=dev,
+                        ridge_metrics=ridge, prompts=full_prompts, encoder_info=encoder_info, device=dev,
                         timings={"encode_s": encode_s, "train_s": train_s}, chosen=out["chosen"],
                         warnings=warnings, facet_names=names, facet_prompts=texts, ridge_oof=out["ridge_oof"],
                         target_name=target_name, config=config.to_dict(), lo=lo, hi=hi, coverage=cov, width=width,

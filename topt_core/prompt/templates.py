@@ -13,12 +13,18 @@ for every task, so their vectors are encoded once and reused from the cache by e
 and the first encoding is about 30 % shorter. The task reaches the head through the template
 key and the full prompt. ``use_task_template=False`` drops the template (ablation): the texts
 are then the description and the facet sentences alone.
+
+``build_user_prompts`` gives what the text route encodes by default (``PromptConfig.text_input``
+"auto"): the user's own words per region (``describe.user_sentences``), without the template
+(``USER_TEXT_WITH_TEMPLATE = False``), so they are short (a tenth of a full prompt's tokens on the
+Manhattan sample), shared by regions with the same words (encoded once) and by every task (cached
+once for all tasks).
 """
 from __future__ import annotations
 
 from ..data import RegionData
 from ..errors import ToptConfigError
-from .describe import describe_facets
+from .describe import describe_facets, user_sentences
 
 TASKS = {
     "crime": ("You are an expert in urban criminology. Estimate how many crimes are reported in this urban "
@@ -79,3 +85,16 @@ def build_prompts(data: RegionData, task: str, target_name: str = "", task_descr
     names, texts = build_prompt_facets(data, task, target_name, task_description, use_task_template)
     k = names.index("full")
     return [t[k] for t in texts]
+
+
+USER_TEXT_WITH_TEMPLATE = False
+
+
+def build_user_prompts(data: RegionData, task: str, target_name: str = "", task_description: str = "",
+                       use_task_template: bool = True) -> list[str]:
+    """The user's words per region, the text the text route reads under ``text_input="auto"``."""
+    words = user_sentences(data)
+    if not (USER_TEXT_WITH_TEMPLATE and use_task_template):
+        return words
+    tmpl = task_template(task, target_name, task_description)
+    return [_join(tmpl, w) for w in words]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,44 @@ def _text_config(cfg: dict) -> dict:
     return cfg.get("text_config") or cfg
 
 
+def eta_words(seconds: float) -> str:
+    """'about 4 min left', 'under a minute left', 'about 1.5 h left'."""
+    if seconds < 60:
+        return "under a minute left"
+    if seconds < 5400:
+        return f"about {seconds / 60:.0f} min left"
+    return f"about {seconds / 3600:.1f} h left"
+
+
+class EtaText:
+    """Progress text with an estimate of the time left while texts are encoded.
+
+    Texts run shortest first, so the estimate scales the time spent so far by the characters still to
+    encode (``weights``: one per text in run order), not by their number. Updates at most every 2 s."""
+
+    def __init__(self, label: str, weights, every_s: float = 2.0):
+        self.label, self.every_s = label, every_s
+        self.cum = np.cumsum(np.asarray(weights, dtype=float)) if len(weights) else np.zeros(1)
+        self.total_n = len(weights)
+        self.t0 = time.monotonic()
+        self.last = -1e9
+
+    def due(self, done: int) -> bool:
+        now = time.monotonic()
+        if done >= self.total_n or now - self.last >= self.every_s:
+            self.last = now
+            return True
+        return False
+
+    def text(self, done: int) -> str:
+        spent = time.monotonic() - self.t0
+        frac = float(self.cum[min(done, self.total_n) - 1] / self.cum[-1]) if done else 0.0
+        if done >= self.total_n:
+            return f"{self.label}: {done}/{self.total_n} encoded in {spent:.0f} s"
+        left = spent * (1.0 - frac) / frac if frac > 0 else float("nan")
+        return f"{self.label}: {done}/{self.total_n} encoded, " + (eta_words(left) if left == left else "starting")
+
+
 class TextEncoder:
     """A frozen text encoder with an on-disk vector cache; the model loads only on a cache miss.
 
@@ -101,6 +140,7 @@ class TextEncoder:
         self._model = None
         self._tok = None
         self.threads = None     # CPU threads; None = device.cpu_threads(load_aware=True)
+        self.last_threads = None   # the ThreadCount of the last model run (CPU), for the log
         self.loads = 0          # how many times the model was loaded (tests and timings)
         self.last_hits = 0
         self.last_misses = 0
@@ -135,14 +175,17 @@ class TextEncoder:
         self.loads += 1
         return tok, model
 
-    def encode(self, texts, batch_size: int = 32, reporter=None) -> np.ndarray:
-        """(len(texts), dim) float32; cached vectors are reused, only misses run the model."""
+    def encode(self, texts, batch_size: int = 32, reporter=None, label: str = "") -> np.ndarray:
+        """(len(texts), dim) float32; cached vectors are reused, only misses run the model.
+
+        ``label`` (e.g. "Prompt4RE: encoding 812 distinct texts"): with a reporter, the progress text
+        becomes "<label>: 320/812 encoded, about 2 min left" while the model runs."""
         texts = [str(t) for t in texts]
         vecs = self.vectors.get(texts)
         miss = sorted({t for t, v in zip(texts, vecs) if v is None})
         self.last_misses, self.last_hits = len(miss), len(texts) - sum(v is None for v in vecs)
         if miss:
-            fresh = self._run_model(miss, batch_size, reporter)
+            fresh = self._run_model(miss, batch_size, reporter, label)
             for t, v in zip(miss, fresh):
                 self.vectors.put(t, v)
             lookup = dict(zip(miss, fresh))
@@ -151,7 +194,7 @@ class TextEncoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack(vecs).astype(np.float32)
 
-    def _run_model(self, texts, batch_size, reporter=None) -> list:
+    def _run_model(self, texts, batch_size, reporter=None, label: str = "") -> list:
         if self._model is None:
             self._tok, self._model = self._load()
         import torch
@@ -159,15 +202,17 @@ class TextEncoder:
         from ..device import cpu_threads, torch_threads
 
         tok, model = self._tok, self._model
-        with torch_threads(cpu_threads(self.threads or 0, load_aware=True) if self.device == "cpu" else None):
-            return self._batches(texts, batch_size, reporter, torch, tok, model)
+        self.last_threads = cpu_threads(self.threads or 0, load_aware=True) if self.device == "cpu" else None
+        with torch_threads(self.last_threads):
+            return self._batches(texts, batch_size, reporter, torch, tok, model, label)
 
-    def _batches(self, texts, batch_size, reporter, torch, tok, model):
+    def _batches(self, texts, batch_size, reporter, torch, tok, model, label=""):
         from ..progress import check_canceled
 
         # sort by length so padding stays small; results are put back in order
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = [None] * len(texts)
+        eta = EtaText(label, [len(texts[i]) + 8 for i in order]) if label and reporter is not None else None
         with torch.inference_mode():
             for s in range(0, len(order), batch_size):
                 check_canceled(reporter)
@@ -187,7 +232,10 @@ class TextEncoder:
                 for j, i in enumerate(idx):
                     out[i] = v[j]
                 if reporter is not None:
-                    reporter.set_progress(100.0 * min(s + batch_size, len(order)) / len(order))
+                    done = min(s + batch_size, len(order))
+                    reporter.set_progress(100.0 * done / len(order))
+                    if eta is not None and eta.due(done):
+                        reporter.set_text(eta.text(done))
         bad = [i for i, v in enumerate(out) if not np.isfinite(v).all()]
         if bad:
             raise ToptConfigError(f"The text encoder {self.source} produced NaN/inf vectors for {len(bad)} prompt(s); "
