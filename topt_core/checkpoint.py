@@ -104,6 +104,8 @@ def region_data_arrays(data) -> tuple[dict, dict]:
         a, m = view.to_arrays(data)
         arrays.update(a)
         meta.update(m)
+    if data.perimeters is not None:
+        arrays["perimeters"] = np.asarray(data.perimeters, np.float64)
     if data.adjacency is not None:
         arrays["adjacency"] = np.ascontiguousarray(data.adjacency, dtype=np.int64)
     meta["arrays"] = sorted(arrays)
@@ -144,7 +146,8 @@ def load_region_data(folder, fmt: str = "topt-srel"):
 
     names = meta.get("names")
     data = RegionData(region_ids=np.asarray(meta["region_ids"]), centroids=arrays["centroids"],
-                      areas=arrays["areas"], crs=meta["crs"], adjacency=arrays.get("adjacency"),
+                      areas=arrays["areas"], perimeters=arrays.get("perimeters"), crs=meta["crs"],
+                      adjacency=arrays.get("adjacency"),
                       names=None if names is None else np.asarray(names), id_field=meta.get("id_field") or "",
                       texts={k: np.asarray(v, dtype=object) for k, v in (meta.get("texts") or {}).items()})
     for view in views.REGISTRY:

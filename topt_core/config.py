@@ -105,6 +105,10 @@ class SrelConfig(_ConfigMixin):
     poi_weight: float = 1.0
     landuse_weight: float = 1.0
     extra_weight: float = 1.0
+    geometry_view: bool = True          # derived views (views/derived.py): the polygon's area, perimeter, compactness
+    context_view: bool = True           # ... and the POI / land-use density over the 8, 32, 128 nearest regions
+    geometry_weight: float = 1.0
+    context_weight: float = 1.0
     feature_weight: float = 0.0         # reconstruct the (preprocessed) input features from the embedding
     epochs: int = 150                   # chosen on the Manhattan benchmark (bench/RESULTS.md)
     lr: float = 2e-3
@@ -194,6 +198,8 @@ class PromptConfig(_ConfigMixin):
     use_views: bool = True              # Ridge on the embedding + the region's own view values
     use_text: bool = True               # Ridge on the embedding + PCA of the language model's text vectors
     use_neighbours: bool = True         # each route + the residuals of the nearest labelled regions
+    use_interpolation: bool = True      # inverse-distance interpolation of the labels as a route of its own
+    guard: bool = True                  # shrink the stack toward its best single baseline on inner evidence
     use_head: str = "off"               # the cross-attention head route: "off" | "on" | "auto" (up to 2000 labels)
     text_input: str = "auto"            # what the text route encodes: "auto" (the user's words; nothing when
                                         # the descriptions only restate numbers) | "description" (every prompt)

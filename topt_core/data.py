@@ -24,6 +24,7 @@ class RegionData:
         region_ids: (N,) identifiers as strings (unique).
         centroids: (N, 2) centroid x/y in metres (projected CRS ``crs``).
         areas: (N,) area in square metres.
+        perimeters: (N,) perimeter in metres, or None (older callers; the geometry view then has area only).
         crs: the metric CRS the coordinates are in, e.g. ``"EPSG:32618"``.
         poi_counts: (N, C) POI counts per category, or None.
         poi_categories: C category names.
@@ -49,6 +50,7 @@ class RegionData:
     centroids: np.ndarray
     areas: np.ndarray
     crs: str = "unknown"
+    perimeters: Optional[np.ndarray] = None
     poi_counts: Optional[np.ndarray] = None
     poi_categories: list = field(default_factory=list)
     landuse: Optional[np.ndarray] = None
@@ -92,7 +94,7 @@ class RegionData:
             adjacency = a[:, (a >= 0).all(0)]
         take = lambda a: None if a is None else np.asarray(a)[rows]  # noqa: E731
         out = replace(self, region_ids=take(self.region_ids), centroids=take(self.centroids),
-                      areas=take(self.areas), adjacency=adjacency, names=take(self.names), tables=dict(self.tables),
+                      areas=take(self.areas), perimeters=take(self.perimeters), adjacency=adjacency, names=take(self.names), tables=dict(self.tables),
                       targets={k: np.asarray(v)[rows] for k, v in (self.targets or {}).items()},
                       texts={k: np.asarray(v)[rows] for k, v in (self.texts or {}).items()})
         for view in views.REGISTRY:
@@ -127,6 +129,11 @@ class RegionData:
         self.areas = np.asarray(self.areas, dtype=float).reshape(-1)
         if self.areas.shape != (n,):
             raise ToptDataError(f"areas has shape {self.areas.shape}; expected ({n},).")
+        if self.perimeters is not None:
+            self.perimeters = np.asarray(self.perimeters, dtype=float).reshape(-1)
+            if self.perimeters.shape != (n,) or not np.isfinite(self.perimeters).all():
+                raise ToptDataError(f"perimeters has shape {self.perimeters.shape} or non-finite values; expected "
+                                    f"({n},) finite lengths in metres.")
         from . import views
 
         for view in views.REGISTRY:

@@ -187,6 +187,7 @@ def read_region_data(regions, region_id=None, pois=None, poi_category=None, od=N
              + ("." if unit_m == 1.0 else f", its unit converted to metres (1 unit = {unit_m:.7g} m)."))
     cents = np.array([[c.x, c.y] for c in metric.centroid])
     areas = metric.area.to_numpy(dtype=float)          # CRS units: the land-use join divides by these
+    perimeters = metric.length.to_numpy(dtype=float)
     sidx = metric.sindex
     i_idx, j_idx = sidx.query_bulk(metric, predicate="intersects")
     adjacency = joins.adjacency_from_pairs(i_idx, j_idx, n)
@@ -276,6 +277,7 @@ def read_region_data(regions, region_id=None, pois=None, poi_category=None, od=N
     for f in text_fields:
         data.texts[f] = np.asarray(["" if v is None else str(v) for v in _field(gdf, f, "TEXT_FIELDS")], dtype=object)
     data.centroids, data.areas = cents * unit_m, areas * unit_m ** 2      # metres from here on
+    data.perimeters = perimeters * unit_m
     return data.validate(), gdf
 
 

@@ -153,7 +153,9 @@ def prediction_report(layer_name, target, pred_name, config, pr, y, emb_names, m
     metrics = table(["method", "MAE", "RMSE", "R²"], [
         ["Prompt4RE (out-of-fold)", fmt(pr.metrics["mae"]), fmt(pr.metrics["rmse"]), fmt(pr.metrics["r2"])],
         ["Ridge on embeddings (same folds)", fmt(pr.ridge_metrics["mae"]), fmt(pr.ridge_metrics["rmse"]),
-         fmt(pr.ridge_metrics["r2"])]])
+         fmt(pr.ridge_metrics["r2"])]]
+        + ([["Interpolation of the labels (inverse distance, same folds)", fmt(pr.knn_metrics["mae"]),
+             fmt(pr.knn_metrics["rmse"]), fmt(pr.knn_metrics["r2"])]] if pr.knn_metrics else []))
     scatter, hist = plots(y[lab], np.asarray(pr.oof)[lab], f"{target}: out-of-fold")
     settings = [["layer", layer_name], ["target field", target], ["prediction field", pred_name],
                 ["labelled regions", f"{int(lab.sum())} of {len(lab)}"],

@@ -33,6 +33,7 @@ class Regions:
     geoms: list = field(default_factory=list)          # metric QgsGeometry, or None when no geometry
     centroids: np.ndarray | None = None
     areas: np.ndarray | None = None
+    perimeters: np.ndarray | None = None               # CRS units, like areas
     index: QgsSpatialIndex | None = None
     _engines: dict = field(default_factory=dict)
 
@@ -48,6 +49,9 @@ class Regions:
     @property
     def areas_m2(self):
         return self.areas * self.unit_m ** 2
+
+    def perimeters_m(self):
+        return None if self.perimeters is None else self.perimeters * self.unit_m
 
     def engine(self, i):
         eng = self._engines.get(i)
@@ -137,6 +141,7 @@ def read_regions(source, id_field, context, feedback, distance_crs=None, name_fi
     crs = metric_crs(source, distance_crs, context, feedback)
     ct = QgsCoordinateTransform(source.sourceCrs(), crs, context.transformContext())
     geoms, cents, areas, empty, fixed = [], np.zeros((n, 2)), np.zeros(n), [], 0
+    perimeters = np.zeros(n)
     index = QgsSpatialIndex()
     for i, f in enumerate(features):
         if i % CANCEL_EVERY == 0:
@@ -158,6 +163,7 @@ def read_regions(source, id_field, context, feedback, distance_crs=None, name_fi
         c = g.centroid().asPoint()
         cents[i] = (c.x(), c.y())
         areas[i] = g.area()
+        perimeters[i] = g.constGet().perimeter()          # (QgsGeometry.length() is 0 for polygons)
         geoms.append(g)
         index.addFeature(i, g.boundingBox())
     if empty:
@@ -167,6 +173,7 @@ def read_regions(source, id_field, context, feedback, distance_crs=None, name_fi
         feedback.pushWarning(f"{fixed} region polygon(s) were invalid and were repaired (make valid) for "
                              "areas and spatial joins; the input layer is unchanged. Consider 'Fix geometries'.")
     reg.crs, reg.geoms, reg.centroids, reg.areas, reg.index = crs, geoms, cents, areas, index
+    reg.perimeters = perimeters
     reg.unit_m = metres_per_unit(crs) or 1.0
     return reg
 

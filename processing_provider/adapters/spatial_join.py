@@ -238,7 +238,8 @@ def build_region_data(reg: Regions, inputs: ViewInputs, context, feedback, targe
     check_cancel(feedback)
     adj = adjacency(reg, feedback)
     feedback.setProgress(end)
-    data = RegionData(region_ids=reg.ids, centroids=reg.centroids_m, areas=reg.areas_m2, crs=reg.crs.authid(),
+    data = RegionData(region_ids=reg.ids, centroids=reg.centroids_m, areas=reg.areas_m2, perimeters=reg.perimeters_m(),
+                      crs=reg.crs.authid(),
                       poi_counts=poi, poi_categories=poi_names or [], landuse=lu, landuse_classes=lu_names or [],
                       mobility=mob, extra=extra, extra_names=extra_names or [], adjacency=adj,
                       targets=dict(targets or {}), names=reg.names, id_field=reg.id_field or FEATURE_ID,

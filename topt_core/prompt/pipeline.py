@@ -43,6 +43,7 @@ class PromptResult:
     facet_names: list = field(default_factory=list)
     facet_prompts: list = field(default_factory=list)
     ridge_oof: np.ndarray | None = None
+    knn_metrics: dict = field(default_factory=dict)    # inverse-distance interpolation of the labels, same folds
     target_name: str = ""
     config: dict = field(default_factory=dict)
     lo: np.ndarray | None = None        # (N,) lower end of the prediction interval (config.level)
@@ -242,8 +243,15 @@ def run_prompt4re(embeddings: np.ndarray, data: RegionData, target: np.ndarray, 
                       "left out of training and scoring, as in the published protocol (they are still predicted).")
     final = out["chosen"][-1]
     reporter.info("Prompt4RE final model, weights chosen on inner splits: "
-                  + ", ".join(f"{r} {final[r]:.2f}" for r in ("embedding", "views", "text", "prompt") if final[r] > 0)
+                  + ", ".join(f"{r} {final[r]:.2f}" for r in ("embedding", "views", "text", "interpolation", "prompt")
+                              if final[r] > 0)
                   + f"; on log1p {final['log1p']:.2f}, with the labelled-neighbour term {final['neighbours']:.2f}.")
+    guarded = [c for c in out["chosen"] if c.get("shrink")]
+    if guarded:
+        reporter.info(f"Guard: in {len(guarded)} of {len(out['chosen'])} fits (outer folds + final) the inner splits "
+                      "did not show the stack beating its best single baseline clearly, so its weights were shrunk "
+                      f"toward that baseline (final model: {100 * final.get('shrink', 0):.0f} % "
+                      f"{'/'.join(str(x) for x in (final.get('baseline') or ())[:2])}).")
     lo, hi = cv_plus(np.where(out["labelled"], y, np.nan), out["folds"], out["fold_predictions"], config.level,
                      out["clip"])
     lab_rows = np.concatenate([te for _, te in out["folds"]])
@@ -256,11 +264,13 @@ def run_prompt4re(embeddings: np.ndarray, data: RegionData, target: np.ndarray, 
     lab = out["labelled"]
     metrics = regression_metrics(y[lab], out["oof"][lab])
     ridge = regression_metrics(y[lab], out["ridge_oof"][lab])
+    knn = regression_metrics(y[lab], out["knn_oof"][lab])
     reporter.info(f"Prompt4RE out-of-fold: MAE {metrics['mae']:.4g}, RMSE {metrics['rmse']:.4g}, R2 "
-                  f"{metrics['r2']:.3f} (Ridge on embeddings: MAE {ridge['mae']:.4g}, R2 {ridge['r2']:.3f}); "
+                  f"{metrics['r2']:.3f} (same folds: Ridge on embeddings MAE {ridge['mae']:.4g}, R2 {ridge['r2']:.3f}; "
+                  f"interpolation of the labels MAE {knn['mae']:.4g}, R2 {knn['r2']:.3f}); "
                   f"encode {encode_s:.1f} s, train {train_s:.1f} s.")
     return PromptResult(predictions=out["predictions"], oof=out["oof"], labelled=lab, metrics=metrics,
-                        ridge_metrics=ridge, prompts=full_prompts, encoder_info=encoder_info, device=dev,
+                        ridge_metrics=ridge, knn_metrics=knn, prompts=full_prompts, encoder_info=encoder_info, device=dev,
                         timings={"encode_s": encode_s, "train_s": train_s}, chosen=out["chosen"],
                         warnings=warnings, facet_names=names, facet_prompts=texts, ridge_oof=out["ridge_oof"],
                         target_name=target_name, config=config.to_dict(), lo=lo, hi=hi, coverage=cov, width=width,

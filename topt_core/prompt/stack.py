@@ -11,9 +11,15 @@ signal the others lack, and each can be switched off (``PromptConfig.use_*``) fo
   by PCA: the description as read in the light of the task;
 * ``prompt``: the Prompt4RE cross-attention head over the task template and the texts
   (``train.py``), when ``use_head`` allows (it costs minutes above a few thousand labels);
-* ``+neighbours`` (a variant of each route): the route's prediction plus the inverse-distance mean
-  residual of the k nearest *labelled training* regions (residual kriging): the labelled
-  neighbourhood, which no embedding of the inputs can know.
+* ``interpolation``: the inverse-distance mean of the k nearest labelled training regions' labels
+  (what QGIS's IDW interpolation gives a GIS user): a route of its own, so the inner splits see it
+  and the stack cannot quietly do worse than it;
+* ``+neighbours`` (a variant of each Ridge route): the route's prediction plus the inverse-distance
+  mean residual of the k nearest *labelled training* regions (residual kriging): the labelled
+  neighbourhood, which no embedding of the inputs can know. The residuals are taken on the scale the
+  route was fitted on (log1p or original) and winsorised at the 10th/90th percentile of the training
+  residuals, so one extreme region (a fifth of a city's check-ins) cannot carry its own misfit to
+  its neighbours; the inverse-distance weights shrink it with distance.
 
 Each route runs on the original scale and, for targets >= 0, on log1p (back-transformed). For
 every outer fold (and the final model) the inner splits of its training rows give out-of-fold
@@ -22,6 +28,13 @@ with the lowest inner error, and a convex combination of the candidates (non-neg
 summing to 1) is fitted on those inner predictions. The candidates are then refit on the whole
 training fold and combined with those weights. Nothing sees the outer test labels; a test region's
 neighbour term uses training labels only, and an unlabelled region's uses the labelled ones.
+
+The guard (``PromptConfig.guard``): the stack's own inner error is measured honestly (weights fitted
+without each inner split, scored on it), next to its best single baseline (Ridge on the embedding or
+the interpolation, whichever the inner splits favour); the final weights are shrunk toward that
+baseline by the share (0, 1/4, ..., 1) that minimises this honest inner error. Where the inner
+evidence for the stack is weak (few labels, heavy tails, weights that change from split to split)
+the share goes to the baseline, and the log says so.
 """
 from __future__ import annotations
 
@@ -29,7 +42,9 @@ import numpy as np
 
 from ..config import PromptConfig
 
-ROUTES = ("embedding", "views", "text")
+ROUTES = ("embedding", "views", "text", "interpolation")
+RESIDUAL_CLIP = (10.0, 90.0)     # percentiles of the training residuals the neighbour term is winsorised at
+SHRINK_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def view_features(data) -> np.ndarray | None:
@@ -112,6 +127,9 @@ class Candidates:
             for t in self.transforms:
                 for nb in ((False, True) if self.config.use_neighbours else (False,)):
                     yield (route, t, nb)
+        if self.config.use_interpolation:
+            for t in self.transforms:
+                yield ("interpolation", t, False)
 
     def predict(self, a, b, alpha_for=None, clip=True):
         """{(route, transform, neighbours, alpha): predictions on b}; ``alpha_for``: one alpha per key."""
@@ -119,8 +137,16 @@ class Candidates:
 
         out = {}
         nb_idx = nb_w = None
-        if self.config.use_neighbours:
+        if self.config.use_neighbours or self.config.use_interpolation:
             nb_idx, nb_w = neighbour_weights(self.coords, a, b, self.config.neighbours_k)
+        if self.config.use_interpolation:
+            for t in self.transforms:
+                fwd, inv = _transform(t)
+                p = inv((fwd(self.y[a])[nb_idx] * nb_w).sum(1))
+                p = np.clip(p, 0, None) if clip else p
+                alphas = self.alphas if alpha_for is None else (alpha_for[("interpolation", t, False)],)
+                for alpha in alphas:                      # no penalty: the same for every alpha
+                    out[("interpolation", t, False, alpha)] = p
         for route, x in self.features.items():
             for t in self.transforms:
                 fwd, inv = _transform(t)
@@ -130,11 +156,13 @@ class Candidates:
                                                                        else (False,))})
                 for alpha in alphas:
                     m = Ridge(alpha=alpha).fit(x[a], ya)
-                    p = inv(m.predict(x[b]))
+                    zb = m.predict(x[b])
+                    p = inv(zb)
                     out[(route, t, False, alpha)] = np.clip(p, 0, None) if clip else p
-                    if nb_idx is not None:
-                        resid = self.y[a] - inv(m.predict(x[a]))          # in-sample, on training rows only
-                        q = p + (resid[nb_idx] * nb_w).sum(1)
+                    if self.config.use_neighbours:
+                        resid = ya - m.predict(x[a])          # in-sample, training rows only, on the fitted scale
+                        lo, hi = np.percentile(resid, RESIDUAL_CLIP) if len(resid) > 1 else (resid.min(), resid.max())
+                        q = inv(zb + (np.clip(resid, lo, hi)[nb_idx] * nb_w).sum(1))
                         out[(route, t, True, alpha)] = np.clip(q, 0, None) if clip else q
         return out
 
@@ -190,15 +218,40 @@ def choose_group(cands: Candidates, tr, splits, extra_inner=None, base_alpha: fl
     if base_key not in inner:                              # the embedding route is off: no comparison
         return alpha_for, dict(zip(keys, convex_weights(A, yt))), {"gain": None, "se": None}
     base = inner[base_key]
-    diffs = []
+    honest = np.zeros(len(tr))
     for _, iva in splits:                                  # the stack's own inner error, honestly
         rest = np.setdiff1d(np.arange(len(tr)), iva)
-        w_s = convex_weights(A[rest], yt[rest])
-        diffs.append(np.mean((A[iva] @ w_s - yt[iva]) ** 2) - np.mean((base[iva] - yt[iva]) ** 2))
-    d = np.asarray(diffs)
+        honest[iva] = A[iva] @ convex_weights(A[rest], yt[rest])
+    seen = np.concatenate([iva for _, iva in splits])
+    d = np.asarray([np.mean((honest[iva] - yt[iva]) ** 2) - np.mean((base[iva] - yt[iva]) ** 2)
+                    for _, iva in splits])
     se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
-    info = {"gain": float(-d.mean()), "se": se}
-    return alpha_for, dict(zip(keys, convex_weights(A, yt))), info
+    weights = dict(zip(keys, convex_weights(A, yt)))
+    info = {"gain": float(-d.mean()), "se": se, "shrink": 0.0, "baseline": None}
+    if cands.config.guard:
+        weights, info["shrink"], info["baseline"] = _guard(weights, cols, honest, yt, seen)
+    return alpha_for, weights, info
+
+
+def baselines(cols: dict) -> list:
+    """The single baselines among the candidates: Ridge on the embedding and the interpolation (original scale)."""
+    return [k for k in cols if k[2] is False and k[1] == "none" and k[0] in ("embedding", "interpolation")]
+
+
+def _guard(weights, cols, honest, yt, seen):
+    """Shrink the stack's weights toward its best single baseline by the share that minimises the honest
+    inner error (stack weights fitted without each inner split). Returns (weights, share, baseline key)."""
+    cands = baselines(cols)
+    if not cands:
+        return weights, 0.0, None
+    mse = lambda p: float(np.mean((p[seen] - yt[seen]) ** 2))  # noqa: E731
+    best = min(cands, key=lambda k: mse(cols[k]))
+    share = min(SHRINK_GRID, key=lambda s: (mse((1 - s) * honest + s * cols[best]), s))
+    if share == 0.0:
+        return weights, 0.0, best
+    out = {k: (1 - share) * w for k, w in weights.items()}
+    out[best] = out.get(best, 0.0) + share
+    return out, float(share), best
 
 
 def combine(cands: Candidates, a, b, alpha_for, weights, extra=None):

@@ -397,7 +397,9 @@ def fit_predict(emb: np.ndarray, text: np.ndarray, y: np.ndarray, config: Prompt
     nb_idx, nb_w = stack.neighbour_weights(coords, lab, everyone, config.neighbours_k)
     share = chosen[-1]["neighbours"]
     ridge_oof = _ridge_oof(emb, y, folds, config.ridge_alpha, clip)
+    knn_oof = interpolation_oof(coords, y, folds, config.neighbours_k)
     return {"oof": oof, "predictions": predictions, "labelled": np.isfinite(y), "ridge_oof": ridge_oof,
+            "knn_oof": knn_oof,
             "folds": folds, "chosen": [chosen[k] for k, _, _ in groups], "clip": clip,
             "transforms": {k: chosen[k]["log1p"] for k, _, _ in groups}, "left_out": left_out,
             "fold_predictions": {k: everywhere[k] for k, _, _ in groups[:-1]},
@@ -411,7 +413,7 @@ def _summary(k, weights, alpha_for, head):
     out = {"fold": k, "weights": {"/".join(str(x) for x in key if x is not False): round(float(w), 4)
                                   for key, w in weights.items() if w > 1e-4},
            "log1p": share(lambda key: key[1] == "log1p"), "neighbours": share(lambda key: key[2] is True)}
-    for route in ("embedding", "views", "text", "prompt"):
+    for route in ("embedding", "views", "text", "interpolation", "prompt"):
         out[route] = share(lambda key, r=route: key[0] == r)
     if head:
         c = head.get("none") or next(iter(head.values()))
@@ -475,6 +477,18 @@ def _fit_groups(groups, emb, text, y, transform, clip, config, reporter, record,
         full[m.rows] = preds[i]
         everywhere[m.group] = full
     return chosen, everywhere, inner
+
+
+def interpolation_oof(coords, y, folds, k):
+    """Out-of-fold inverse-distance interpolation of the training labels (the GIS user's first try), on the
+    same outer folds: the second baseline the log and the report show."""
+    from .stack import neighbour_weights
+
+    oof = np.full(len(y), np.nan)
+    for tr, te in folds:
+        idx, w = neighbour_weights(coords, tr, te, k)
+        oof[te] = (y[tr][idx] * w).sum(1)
+    return oof
 
 
 def _ridge_oof(emb, y, folds, alpha, clip):

@@ -59,7 +59,7 @@ def model_views(schema: dict) -> list:
 
 
 def input_schema(data, config: SrelConfig) -> dict:
-    present = views.present(data)
+    present = views.model_inputs(data, config)
     schema = {"views": [v.name for v in present], "dims": {v.name: v.feature_dim(data, config) for v in present}}
     for v in views.REGISTRY:
         for key, value in v.schema(data).items():
@@ -73,7 +73,8 @@ def input_schema(data, config: SrelConfig) -> dict:
 def check_schema(schema: dict, data, config: SrelConfig) -> None:
     """Refuse data whose views or columns differ from what the model was trained on."""
     got = input_schema(data, config)
-    if got["views"] != schema["views"]:
+    own = lambda names: [v for v in names if not views.get(v).derived]  # noqa: E731  (derived: recomputed)
+    if own(got["views"]) != own(schema["views"]):
         raise ToptDataError(f"The model was trained on views {schema['views']} but the data has {got['views']}; "
                             "provide the same inputs (POI, land use, mobility, extra fields) as for training.")
     for v in model_views(schema):
@@ -93,7 +94,7 @@ def fit_preprocessing(data, config: SrelConfig) -> dict:
     spacing = spatial.distance_scale(data.centroids)
     geometry = spatial.PairGeometry(data.centroids, spacing)
     stats = {}
-    for view in views.present(data):
+    for view in views.model_inputs(data, config):
         stats.update(view.fit_stats(data, config, geometry))
     stats["spacing"] = np.array([spacing], np.float32)
     u_max = float(np.log1p(spatial.max_distance(data.centroids) / spacing))

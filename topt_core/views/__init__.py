@@ -19,12 +19,13 @@ Its values then travel as ``RegionData.tables["roads"] = Table(values, columns)`
 """
 from __future__ import annotations
 
-from . import extra, landuse, mobility, poi
+from . import derived, extra, landuse, mobility, poi
 from .base import Table, TableView, View
 
-REGISTRY: tuple = (poi.VIEW, landuse.VIEW, mobility.VIEW, extra.VIEW)
+# the user's views first, then the derived ones (computed from the regions and those views; derived.py)
+REGISTRY: tuple = (poi.VIEW, landuse.VIEW, mobility.VIEW, extra.VIEW, derived.GEOMETRY, derived.CONTEXT)
 
-__all__ = ["REGISTRY", "Table", "TableView", "View", "get", "names", "present"]
+__all__ = ["REGISTRY", "Table", "TableView", "View", "get", "model_inputs", "names", "present"]
 
 
 def names() -> list[str]:
@@ -39,5 +40,11 @@ def get(name: str) -> View:
 
 
 def present(data) -> list[View]:
-    """The views present in ``data`` (and not all zero), in registry order."""
-    return [v for v in REGISTRY if v.present(data)]
+    """The user's views present in ``data`` (and not all zero), in registry order (no derived view)."""
+    return [v for v in REGISTRY if not v.derived and v.present(data)]
+
+
+def model_inputs(data, config) -> list[View]:
+    """What a stage-1 model trained on ``data`` with ``config`` reads: the user's views, then the
+    derived views that ``config`` switches on and that have something to say."""
+    return present(data) + [v for v in REGISTRY if v.derived and v.enabled(config) and v.present(data)]

@@ -36,6 +36,7 @@ class View:
     kind = "table"            # "table" (N x K values) or "od" (sparse N x N flows)
     facet_rank = 60           # position of its sentence in a description (place = 40)
     ssl_decoders: tuple = ()  # names of its decoders on the embedding (self-supervised loss)
+    derived = False           # True: computed from the regions and the other views (views/derived.py)
 
     # -- storage -----------------------------------------------------------------------------
     def get(self, data):

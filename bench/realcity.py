@@ -1,0 +1,289 @@
+"""Real cities at tract scale: the SREL embedding against the simple baselines, in the same run.
+
+    .venv/bin/python -m bench.realcity --seeds 100-102 --json bench/realcity.json [--cities nyc,chicago]
+        [--variants default,no-context] [--stage2] [--folds random,spatial-blocks]
+
+The cities are GeoPackages built from public data by ``bench/realcity/build.py`` (provenance and
+licences in ``bench/realcity/README.md``): census tracts (``regions``, with census/ACS targets that are
+not derived from the inputs), OpenStreetMap-style POI points (``pois``) and, where there is any, an
+OD table (``od``). They are read through the file front door (``topt_core.io``) exactly as
+``python -m topt_core train`` reads a user's layers, so the counts, the joins and the warnings are
+the ones a user gets.
+
+Per city x target x seed x fold scheme (shuffled KFold(10) = ``random``; ``spatial-blocks``), on the
+same folds:
+
+* ``raw``: Ridge on the region's own view values (log1p counts and totals, log1p OD totals);
+* ``raw+geometry``: the same plus log area, log perimeter and compactness;
+* ``contextual``: raw + geometry plus the means of the view values over the regions 1, 2 and 3 rings
+  away (touching polygons), as srai's contextual count embedder;
+* ``knn``: inverse-distance mean of the 8 nearest labelled training regions (label interpolation);
+* ``srel`` (and ``srel:<variant>``): Ridge on the SREL embedding trained with that seed (no label);
+* ``stage2`` (``--stage2``): ``predict_regions``'s default (``run_prompt4re``) on the default embedding.
+
+Every Ridge standardises its inputs and tunes alpha by efficient leave-one-out on the training fold
+only (``RidgeCV``); predictions of a target >= 0 are clipped at 0. The test fold is touched once.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("PROJ_DATA", "/usr/share/proj")
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "bench" / "realcity"
+ALPHAS = np.logspace(-2, 5, 15)
+KNN_K = 8
+
+# city -> how to read it (file inside bench/realcity/, layers and fields, targets: field -> label)
+CITIES = {
+    "nyc": dict(file=DATA / "nyc.gpkg", od=True,
+                targets={"median_income": "median household income", "pop_density": "population density",
+                         "gini": "Gini index", "poverty_rate": "poverty rate",
+                         "bachelor_share": "share with a bachelor's degree"}),
+    "chicago": dict(file=DATA / "chicago.gpkg", od=True,
+                    targets={"per_capita_income": "per-capita income", "pop_density": "population density",
+                             "poverty_rate": "poverty rate", "violent_crime_rate": "violent crime rate",
+                             "health_literacy": "health literacy index"}),
+    # the bundled sample, for development (not a real-city figure: its inputs are pre-aggregated)
+    "manhattan": dict(file=ROOT / "resources" / "sample" / "manhattan.gpkg", od=True,
+                      landuse_fields=[f"lu_{i:02d}" for i in range(11)],
+                      targets={"crime_count": "crime", "checkin_count": "check-ins",
+                               "service_call_count": "311 calls"}),
+}
+
+
+def city_specs() -> dict:
+    return dict(CITIES)
+
+
+VARIANTS = {                      # SrelConfig overrides, each an ablation row (srel:<name>)
+    "default": {},
+    "no-derived": dict(geometry_view=False, context_view=False),     # the embedding before the derived views
+    "no-context": dict(context_view=False),
+    "no-geometry": dict(geometry_view=False),
+    "features": dict(feature_weight=1.0),
+}
+
+
+def load_city(spec, reporter=None):
+    """RegionData through the file front door, as a user's ``python -m topt_core train`` run."""
+    from topt_core import io
+
+    s = str(spec["file"])
+    od = spec.get("od", False)
+    data, gdf = io.read_region_data(
+        f"{s}:regions", region_id=spec.get("region_id", "region_id"),
+        pois=f"{s}:pois", poi_category=spec.get("poi_category", "category"),
+        od=f"{s}:od" if od else None, od_origin="origin_id" if od else None,
+        od_destination="destination_id" if od else None, od_count="trips" if od else None,
+        landuse_fields=tuple(spec.get("landuse_fields", ())), targets=tuple(spec["targets"]), reporter=reporter)
+    return data
+
+
+# -- baseline features (label-free) ------------------------------------------------------------------
+
+def raw_features(data) -> np.ndarray:
+    from topt_core.prompt.stack import view_features
+
+    return view_features(data)
+
+
+def geometry(data) -> np.ndarray:
+    from topt_core.context import geometry_features
+
+    return geometry_features(data.areas, data.perimeters)
+
+
+def contextual(data) -> np.ndarray:
+    from topt_core import spatial
+    from topt_core.context import ring_means
+
+    base = np.concatenate([raw_features(data), geometry(data)], 1)
+    edges = spatial.neighbour_edges(data.centroids, data.adjacency, "auto", 6)
+    return np.concatenate([base, ring_means(base, edges, 3)], 1)
+
+
+# -- models on folds ------------------------------------------------------------------------------------
+
+def ridge_oof(x, y, folds, clip, standardise=True):
+    """Out-of-fold Ridge, alpha by leave-one-out on the training fold. An embedding keeps its own scale
+    (``standardise=False``): its trailing principal axes are small on purpose, and blowing them up to
+    unit variance hands Ridge noise (the published protocol does not standardise either)."""
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    oof = np.full(len(y), np.nan)
+    for tr, te in folds:
+        steps = [StandardScaler()] if standardise else []
+        m = make_pipeline(*steps, RidgeCV(alphas=ALPHAS)).fit(x[tr], y[tr])
+        oof[te] = m.predict(x[te])
+    return np.clip(oof, 0, None) if clip else oof
+
+
+def knn_oof(coords, y, folds, k=KNN_K):
+    from topt_core.prompt.stack import neighbour_weights
+
+    oof = np.full(len(y), np.nan)
+    for tr, te in folds:
+        idx, w = neighbour_weights(coords, tr, te, k)
+        oof[te] = (y[tr][idx] * w).sum(1)
+    return oof
+
+
+def score(y, oof, rows):
+    from topt_core.evaluate import regression_metrics
+
+    return regression_metrics(y[rows], oof[rows])
+
+
+def fold_sets(lab, coords, seed, schemes):
+    from topt_core.evaluate import make_folds
+
+    return {s: [(lab[a], lab[b]) for a, b in make_folds(len(lab), s, 10, seed, coords[lab])] for s in schemes}
+
+
+def summarise(per_seed: list[dict]) -> dict:
+    out = {}
+    for scheme in per_seed[0]:
+        vals = {m: [r[scheme][m] for r in per_seed] for m in ("r2", "mae")}
+        out[scheme] = {"r2": float(np.mean(vals["r2"])), "r2_std": float(np.std(vals["r2"])),
+                       "mae": float(np.mean(vals["mae"]))}
+    out["r2"], out["mae"] = out["random"]["r2"], out["random"]["mae"]
+    return out
+
+
+def coverage(data, log):
+    """What the inputs look like (the new user's view of the city)."""
+    info = {"regions": int(data.n)}
+    if data.poi_counts is not None:
+        tot = data.poi_counts.sum(1)
+        info.update(pois=int(tot.sum()), poi_categories=int(data.poi_counts.shape[1]),
+                    median_pois=float(np.median(tot)), share_no_poi=float(np.mean(tot == 0)))
+    if data.mobility is not None:
+        m = data.mobility
+        touched = (np.asarray(m.sum(1)).ravel() + np.asarray(m.sum(0)).ravel()) > 0
+        info.update(od_trips=float(m.sum()), od_pairs=int(m.nnz), od_region_share=float(touched.mean()))
+    log("  inputs: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items()))
+    return info
+
+
+def run_city(name, spec, seeds, schemes, variants, stage2, log, config_over):
+    from topt_core.config import PromptConfig, SrelConfig
+    from topt_core.srel import train_srel
+
+    data = load_city(spec)
+    log(f"{name}: {data.n} regions, views {data.views()}")
+    info = coverage(data, log)
+    base_cfg = SrelConfig(device="cpu").replace(**config_over)
+    feats = {"raw": raw_features(data)}
+    feats["raw+geometry"] = np.concatenate([feats["raw"], geometry(data)], 1)
+    feats["contextual"] = contextual(data)
+    runs = {t: {} for t in spec["targets"]}          # target -> method -> [per seed {scheme: metrics}]
+    seconds = {}
+    for seed in seeds:
+        embs = {}
+        for vname in variants:
+            t0 = time.perf_counter()
+            r = train_srel(data.without_targets(), base_cfg.replace(seed=seed, **VARIANTS[vname]))
+            embs[vname] = r.embeddings
+            seconds.setdefault(vname, []).append(time.perf_counter() - t0)
+            log(f"  seed {seed} srel:{vname} trained in {seconds[vname][-1]:.1f} s ({r.epochs_run} epochs)")
+        for target in spec["targets"]:
+            y = np.asarray(data.targets[target], dtype=float)
+            lab = np.flatnonzero(np.isfinite(y))
+            clip = bool(np.all(y[lab] >= 0))
+            folds = fold_sets(lab, data.centroids, seed, schemes)
+            res = {}
+            for m, x in feats.items():
+                res[m] = {s: score(y, ridge_oof(x, y, f, clip), lab) for s, f in folds.items()}
+            res["knn"] = {s: score(y, knn_oof(data.centroids, y, f), lab) for s, f in folds.items()}
+            for vname, emb in embs.items():
+                key = "srel" if vname == "default" else f"srel:{vname}"
+                res[key] = {s: score(y, ridge_oof(emb, y, f, clip, standardise=False), lab) for s, f in folds.items()}
+            if stage2:
+                from topt_core.prompt import run_prompt4re
+
+                res["stage2"] = {}
+                for s in schemes:
+                    cfg = PromptConfig(task="generic", protocol=s, seed=seed, folds=10)
+                    out = run_prompt4re(embs["default"], data, y, spec["targets"][target], cfg)
+                    res["stage2"][s] = {"r2": out.metrics["r2"], "mae": out.metrics["mae"],
+                                        "coverage": out.coverage}
+            for m, v in res.items():
+                runs[target].setdefault(m, []).append(v)
+            log(f"  seed {seed} {target}: " + ", ".join(f"{m} {v['random']['r2']:.3f}/{v.get('spatial-blocks', v['random'])['r2']:.3f}"
+                                                        for m, v in res.items()))
+    out = {t: {m: summarise(v) for m, v in ms.items()} for t, ms in runs.items()}
+    return out, info, {k: float(np.mean(v)) for k, v in seconds.items()}
+
+
+def markdown(results) -> str:
+    lines = []
+    for city, targets in results["cities"].items():
+        methods = list(next(iter(targets.values())))
+        lines.append(f"\n**{city}** ({results['inputs'][city]['regions']} regions): R² random folds / spatial-blocks "
+                     f"(mean over seeds {results['seeds'][0]}-{results['seeds'][-1]})\n")
+        lines.append("| target | " + " | ".join(methods) + " |")
+        lines.append("|---" * (len(methods) + 1) + "|")
+        for t, ms in targets.items():
+            cells = [f"{ms[m]['random']['r2']:.3f} / {ms[m].get('spatial-blocks', {}).get('r2', float('nan')):.3f}"
+                     for m in methods]
+            lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cities", default=None, help="comma list (default: every city in bench/realcity/)")
+    p.add_argument("--seeds", default="100-102", help="count, range (100-102) or list")
+    p.add_argument("--folds", default="random,spatial-blocks")
+    p.add_argument("--variants", default="default", help=f"SREL variants, comma list of {list(VARIANTS)}")
+    p.add_argument("--stage2", action="store_true", help="also predict_regions' default on the default embedding")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="SrelConfig override for all")
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    from bench.manhattan import parse_seeds, peak_rss_mb
+
+    def log(msg):
+        print(msg, file=sys.stderr, flush=True)
+
+    specs = city_specs()
+    names = args.cities.split(",") if args.cities else [c for c in specs if c != "manhattan"]
+    seeds = parse_seeds(args.seeds)
+    schemes = args.folds.split(",")
+    variants = args.variants.split(",")
+    over = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
+    load0 = os.getloadavg()
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    results = {"seeds": seeds, "folds": schemes, "variants": {v: VARIANTS[v] for v in variants}, "overrides": over,
+               "cities": {}, "inputs": {}, "train_seconds": {}, "commit": commit,
+               "machine": f"{platform.platform()}, {os.cpu_count()} CPU", "loadavg_before": list(load0)}
+    t0 = time.time()
+    for name in names:
+        res, info, secs = run_city(name, specs[name], seeds, schemes, variants, args.stage2, log, over)
+        results["cities"][name], results["inputs"][name], results["train_seconds"][name] = res, info, secs
+    results.update(wall_seconds=time.time() - t0, peak_rss_mb=peak_rss_mb(), loadavg_after=list(os.getloadavg()))
+    print(markdown(results))
+    print(f"\nwall {results['wall_seconds']:.0f} s, load {load0[0]:.2f} -> {results['loadavg_after'][0]:.2f}, "
+          f"SREL train s per seed: {results['train_seconds']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
