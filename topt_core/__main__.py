@@ -117,6 +117,10 @@ def _train(a, reporter) -> dict:
                      centrality=not a.no_centrality, seed=a.seed, restarts=a.restarts, device=a.device,
                      attention=a.attention)
     res = train_srel(data, cfg, reporter)
+    from .device import last_threads
+
+    if str(res.device).startswith("cpu") and last_threads() is not None:
+        reporter.info(f"SREL CPU threads: {last_threads()}.")
     emb_cols = {f"emb_{i:03d}": res.embeddings[:, i] for i in range(res.embeddings.shape[1])}
     links = None
     if res.model.config.layers > 0:

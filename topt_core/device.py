@@ -176,6 +176,15 @@ def cpu_threads(requested: int = 0, small: bool = False, load_aware: bool = Fals
     return ThreadCount(free, why)
 
 
+_LAST_THREADS = None
+
+
+def last_threads():
+    """The thread count (a ``ThreadCount`` with its reason, where ``cpu_threads`` chose it) that the last
+    ``torch_threads`` block ran with, for a front door's log after a stage; None before any."""
+    return _LAST_THREADS
+
+
 class torch_threads:
     """Context manager: torch uses ``n`` CPU threads inside (None: unchanged), the caller's count after."""
 
@@ -183,10 +192,12 @@ class torch_threads:
         self.n = n
 
     def __enter__(self):
+        global _LAST_THREADS
         torch = require_torch()
         self.before = torch.get_num_threads()
         if self.n:
             torch.set_num_threads(int(self.n))
+            _LAST_THREADS = self.n
         return self
 
     def __exit__(self, *exc):

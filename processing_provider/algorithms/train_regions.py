@@ -236,7 +236,7 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
     # -- run -----------------------------------------------------------------------------------
 
     def run(self, parameters, context, feedback):
-        from topt_core.device import resolve_device
+        from topt_core.device import last_threads, resolve_device
         from topt_core.files import atomic_folder
         from topt_core.progress import StageReporter
         from topt_core.srel import save_model, train_srel
@@ -251,6 +251,8 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
         feedback.setProgressText(self.tr("Training SREL"))
         reporter = FeedbackReporter(feedback)
         res = train_srel(data, config, StageReporter(reporter, 15.0, 92.0), device=choice)
+        if choice.device == "cpu" and last_threads() is not None:
+            feedback.pushInfo(f"SREL CPU threads: {last_threads()}.")
         emb = res.embeddings
         feedback.setProgressText(self.tr("Reading the attention links"))
         links = self.links(res.model, data, parameters, context, feedback)

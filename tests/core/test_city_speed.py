@@ -225,3 +225,10 @@ def test_other_load_takes_this_process_own_cpu_time_off(monkeypatch):
     monkeypatch.setattr(device, "_proc_stat", no_proc)
     monkeypatch.setattr(os, "getloadavg", lambda: (1.25, 1.0, 1.0))
     assert device.other_load() == (1.25, "1-minute load average")
+
+
+def test_the_thread_count_a_stage_ran_with_is_kept_for_the_log(monkeypatch):
+    _machine(monkeypatch, 2, 0.0)
+    with device.torch_threads(device.cpu_threads()):
+        pass
+    assert device.last_threads() == 2 and "not load-aware" in device.last_threads().reason
