@@ -37,12 +37,12 @@ def trained_model(tmp_path_factory):
     res = train_srel(data, FAST.replace(epochs=2))
     folder = tmp_path_factory.mktemp("model") / "m"
     save_model(res, folder, data=data)
-    return folder, data
+    return folder, data, res
 
 
 @pytest.fixture
 def model_copy(trained_model, tmp_path):
-    folder, data = trained_model
+    folder, data, _ = trained_model
     dst = tmp_path / "model"
     shutil.copytree(folder, dst)
     return dst, data
@@ -61,9 +61,29 @@ def _load(folder):
     return load_model(folder)
 
 
-def test_intact_copy_loads(model_copy):
-    folder, _ = model_copy
-    assert _load(folder) is not None
+def test_intact_copy_loads(model_copy, trained_model):
+    """A copied folder gives back the trained model: its config and schema, every weight and buffer
+    bit for bit, the same embeddings, and the regions it was trained on."""
+    import numpy as np
+    import torch
+
+    from topt_core.checkpoint import load_region_data
+    from topt_core.srel import embed
+
+    folder, data = model_copy
+    res = trained_model[2]
+    model = _load(folder)
+    assert not model.training
+    assert model.config == res.model.config and model.schema == res.model.schema
+    want, got = res.model.state_dict(), model.state_dict()
+    assert list(got) == list(want)
+    for name, tensor in want.items():
+        assert got[name].dtype == tensor.dtype and torch.equal(got[name], tensor), name
+    np.testing.assert_array_equal(embed(model, data), res.embeddings)
+    stored = load_region_data(folder)
+    assert list(stored.region_ids) == list(data.region_ids) and stored.views() == data.views()
+    np.testing.assert_array_equal(stored.poi_counts, data.poi_counts)
+    assert (stored.mobility != data.mobility).nnz == 0
 
 
 def test_folder_from_another_topt_version(model_copy):
