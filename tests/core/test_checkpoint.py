@@ -125,10 +125,21 @@ def test_embed_refuses_other_schema(saved):
         embed(m, other)
 
 
-def test_summary_model_embeds_a_different_city(saved):
+def test_summary_model_embeds_a_different_city(trained, saved):
+    """A loaded model embeds another city (30 regions, not 24) exactly as the trained one does; the
+    embedding follows the regions when they are reordered and reads each region's own data."""
     m = load_model(saved)
     emb = embed(m, tiny_data(n=30, seed=5))
     assert emb.shape == (30, FAST.embed_dim) and np.isfinite(emb).all()
+    np.testing.assert_array_equal(emb, embed(trained[1].model, tiny_data(n=30, seed=5)))
+    assert np.abs(emb - emb.mean(0)).mean() > 1e-3                          # regions differ
+    perm = np.random.default_rng(1).permutation(30)
+    moved = embed(m, tiny_data(n=30, seed=5).validate().subset(perm))
+    np.testing.assert_allclose(moved, emb[perm], rtol=0, atol=1e-5)       # no dependence on row order
+    busier = tiny_data(n=30, seed=5)
+    busier.poi_counts[0] *= 5
+    changed = np.abs(embed(m, busier) - emb).max(1)
+    assert changed[0] > 1e-3 and changed[0] == changed.max()              # region 0 moves most
 
 
 def test_save_refuses_folder_with_pickles(trained, tmp_path):
