@@ -30,9 +30,22 @@ def grid_city(n, seed=0):
 
 @pytest.mark.parametrize("bias", ["gaussian", "bucket", "none"])
 def test_sparse_mode_trains_with_every_spatial_bias(bias):
-    r = train_srel(tiny_data(n=40), SPARSE.replace(spatial_bias=bias))
+    """Each spatial bias trains in the sparse mode (the loss falls), and the bias a local edge gets
+    (distance, hops, OD flow) is the dense mode's bias for that pair, value for value."""
+    from topt_core.srel.inputs import build_inputs
+
+    data = tiny_data(n=40).validate()
+    r = train_srel(data, SPARSE.replace(spatial_bias=bias))
     assert r.embeddings.shape == (40, SPARSE.embed_dim) and np.isfinite(r.embeddings).all()
-    assert np.isfinite(r.history).all()
+    assert np.isfinite(r.history).all() and r.history[-1] < r.history[0]
+    model = r.model.eval()
+    with torch.no_grad():
+        dense = model.attention_context(build_inputs(model, data, mode="dense"))
+        sparse = model.attention_context(build_inputs(model, data, mode="sparse"))
+    assert sparse.mode == "sparse" and sparse.edge_bias.shape == (sparse.dst.shape[0], SPARSE.heads)
+    expected = dense.bias[:, sparse.dst, sparse.src].T                     # (E, heads) from the (heads, N, N)
+    assert float(expected.std()) > 1e-3                                    # the biases are not all alike
+    torch.testing.assert_close(sparse.edge_bias, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_sparse_inputs_are_edges_and_anchors_not_pairs():
@@ -115,12 +128,24 @@ def test_auto_switches_to_sparse_above_the_threshold_and_says_so():
 
 
 def test_a_dense_trained_model_embeds_a_large_layer_sparsely():
+    """Above the threshold ``embed`` switches to the sparse mode (and says so), exactly as a forced
+    sparse mode; the sparse embedding is an approximation of the dense one: each region's nearest
+    dense embedding is its own, and the distances between regions agree (another model's: r ~ 0.2)."""
     model = train_srel(tiny_data(n=40), FAST.replace(attention="auto", auto_sparse_above=100)).model
     small = embed(model, tiny_data(n=40))
     big_cfg = model.config.replace(auto_sparse_above=30, local_neighbours=4, anchors=5)
     model.config = big_cfg
-    sparse = embed(model, tiny_data(n=40))
+    rep = CountingReporter()
+    sparse = embed(model, tiny_data(n=40), rep)
     assert sparse.shape == small.shape and np.isfinite(sparse).all() and not np.array_equal(sparse, small)
+    assert any("sparse attention (auto: 40 regions > 30)" in i for i in rep.infos), rep.infos
+    model.config = big_cfg.replace(attention="sparse")
+    np.testing.assert_array_equal(embed(model, tiny_data(n=40)), sparse)
+    unit = lambda e: e / np.linalg.norm(e, axis=1, keepdims=True)  # noqa: E731
+    assert ((unit(sparse) @ unit(small).T).argmax(1) == np.arange(40)).mean() >= 0.9
+    iu = np.triu_indices(40, 1)
+    dist = lambda e: np.linalg.norm(e[:, None] - e[None], axis=-1)[iu]  # noqa: E731
+    assert np.corrcoef(dist(sparse), dist(small))[0, 1] > 0.9
 
 
 def test_sparse_memory_estimate_is_linear_and_refuses_what_does_not_fit(monkeypatch):
