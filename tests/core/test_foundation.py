@@ -101,5 +101,27 @@ def test_cuda_request_without_cuda_is_a_clear_error(monkeypatch):
 
 
 def test_env_var_overrides_device(monkeypatch):
-    monkeypatch.setenv("TOPT_DEVICE", "cpu")
-    assert "TOPT_DEVICE" in resolve_device("auto").reason
+    """TOPT_DEVICE decides the device whatever the parameter says, in both directions, and the engine
+    then runs there."""
+    import torch
+
+    from srel_fixtures import FAST, tiny_data
+    from topt_core.srel import train_srel
+
+    with monkeypatch.context() as m:               # a machine that has a GPU
+        m.setattr(torch.cuda, "is_available", lambda: True)
+        m.setattr(torch.cuda, "device_count", lambda: 1)
+        m.setattr(torch.cuda, "get_device_name", lambda *a: "Test GPU")
+        m.setenv("TOPT_DEVICE", "cpu")
+        for spec in ("auto", "cuda", "cuda:0", "cpu"):
+            choice = resolve_device(spec)
+            assert choice.device == "cpu" and "TOPT_DEVICE" in choice.reason, (spec, choice)
+        m.setenv("TOPT_DEVICE", "cuda:0")
+        assert resolve_device("cpu").device == "cuda:0" and resolve_device("auto").device == "cuda:0"
+        m.setenv("TOPT_DEVICE", "tpu")
+        with pytest.raises(ToptConfigError, match="TOPT_DEVICE"):
+            resolve_device("cpu")
+    monkeypatch.setenv("TOPT_DEVICE", "cpu")       # DEVICE=cuda would be refused on a machine without one
+    res = train_srel(tiny_data(n=12), FAST.replace(epochs=1, device="cuda"))
+    assert res.device.device == "cpu" and "TOPT_DEVICE" in res.device.reason
+    assert {p.device.type for p in res.model.parameters()} == {"cpu"}
