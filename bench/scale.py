@@ -33,6 +33,8 @@ import sys
 import time
 from pathlib import Path
 
+os.environ.setdefault("PROJ_DATA", "/usr/share/proj")     # geopandas/pyproj writing the city's files
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

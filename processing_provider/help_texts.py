@@ -87,12 +87,16 @@ HELP = {
             "REGION_ID_FIELD": "The field holding the model's region ids. Empty: the id field the model was "
                                "trained with; a run is refused when two fields match differently.",
             "DESCRIPTION_FIELDS": "Numeric fields that describe regions when no model is given.",
-            "TEXT_FIELDS": "Text fields (names, zoning, notes) added to the region descriptions the language model "
-                           "reads.",
+            "TEXT_FIELDS": "Text fields (names, zoning, notes) added to the region descriptions; with TEXT_INPUT=auto "
+                           "these words (and POI names) are what the language model reads, each distinct text once.",
             "LEVEL": "Share of regions whose true value the interval pred_lo..pred_hi should hold (cross-conformal, "
                      "from the outer folds).",
             "USE_HEAD": "off (default), on or auto: the Prompt4RE cross-attention head as one more route; it costs "
                         "about 20x the time and has not earned weight on held-out tests (bench/RESULTS.md).",
+            "TEXT_INPUT": "auto (default): the language model reads the user's own words only (TEXT_FIELDS, POI "
+                          "and region names), each distinct text once, and nothing when there are none (the "
+                          "descriptions then only restate numbers the views route reads); description: every "
+                          "region's whole description (slow at city scale). " + ENUM_NOTE,
             "USE_TASK_TEMPLATE": "Put the task template in the prompts (off: an ablation).",
             "PROTOCOL": "Outer folds: random (default), spatial-blocks (contiguous areas), or a benchmark's "
                         "(hafusion-ny, mvure-5fold, hafusion-chi, hafusion-sf, topt-chi). " + ENUM_NOTE,

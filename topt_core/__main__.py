@@ -77,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--level", type=float, default=pc.level, help="prediction interval level (default 0.9)")
     pr.add_argument("--use-head", default=pc.use_head, choices=("off", "on", "auto"),
                     help="the Prompt4RE cross-attention head route")
+    pr.add_argument("--text-input", default=pc.text_input, choices=("auto", "description"),
+                    help="what the language model reads: auto (the user's words only) or description (everything)")
     pr.add_argument("--protocol", default=pc.protocol, choices=tuple(PROTOCOLS),
                     help="outer folds: random (default), spatial-blocks, or a benchmark's")
     pr.add_argument("--folds", type=int, default=pc.folds, help="outer folds (0: the protocol's own)")
@@ -163,7 +165,8 @@ def _predict(a, reporter) -> dict:
         data.texts[f] = np.asarray(["" if v is None else str(v) for v in columns[f]], dtype=object)
     cfg = PromptConfig(text_encoder=a.text_encoder, task=a.task, task_description=a.task_description,
                        seed=a.seed, device=a.device, protocol=a.protocol, folds=a.folds,
-                       target_transform=a.target_transform, level=a.level, use_head=a.use_head)
+                       target_transform=a.target_transform, level=a.level, use_head=a.use_head,
+                       text_input=a.text_input)
     res = run_prompt4re(emb, data, y, a.target, cfg, reporter)
     name = safe_field_name(a.target, max_len=58)   # as the QGIS algorithm: room for 'pred_'
     pred_name, oof_name, lab_name, lo_name, hi_name, why_name = fit_names(

@@ -9,7 +9,7 @@ from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutpu
                        QgsProcessingParameterFileDestination, QgsProcessingParameterNumber,
                        QgsProcessingParameterString, QgsWkbTypes)
 
-from topt_core.config import TARGET_TRANSFORMS, TASKS, PromptConfig
+from topt_core.config import TARGET_TRANSFORMS, TASKS, TEXT_INPUTS, PromptConfig
 from topt_core.evaluate import PROTOCOLS
 from topt_core.files import write_text
 from topt_core.naming import fit_names, name_limit, safe_field_name
@@ -34,6 +34,7 @@ class PredictRegionsAlgorithm(ToptAlgorithm):
     TEXT_FIELDS = "TEXT_FIELDS"
     LEVEL = "LEVEL"
     USE_HEAD = "USE_HEAD"
+    TEXT_INPUT = "TEXT_INPUT"
     COVERAGE, WIDTH = "COVERAGE", "WIDTH"
     USE_TASK_TEMPLATE = "USE_TASK_TEMPLATE"
     PROTOCOL = "PROTOCOL"
@@ -93,6 +94,8 @@ class PredictRegionsAlgorithm(ToptAlgorithm):
                             maxValue=0.99))
         self.addParameter(enum_param(self.USE_HEAD, self.tr("Cross-attention head route (Prompt4RE)"),
                                      ("off", "on", "auto"), d.use_head, advanced=True))
+        self.addParameter(enum_param(self.TEXT_INPUT, self.tr("What the language model reads"), TEXT_INPUTS,
+                                     d.text_input, advanced=True))
         self.addParameter(advanced(QgsProcessingParameterBoolean(
             self.USE_TASK_TEMPLATE, self.tr("Use the task template in prompts"), d.use_task_template)))
         self.addParameter(enum_param(self.PROTOCOL, self.tr("Outer cross-validation protocol"), tuple(PROTOCOLS),
@@ -141,7 +144,8 @@ class PredictRegionsAlgorithm(ToptAlgorithm):
                       seed=self.parameterAsInt(parameters, self.SEED, context),
                       target_transform=self.parameterAsEnumString(parameters, self.TARGET_TRANSFORM, context),
                       level=self.parameterAsDouble(parameters, self.LEVEL, context),
-                      use_head=self.parameterAsEnumString(parameters, self.USE_HEAD, context))
+                      use_head=self.parameterAsEnumString(parameters, self.USE_HEAD, context),
+                      text_input=self.parameterAsEnumString(parameters, self.TEXT_INPUT, context))
         return DEFAULTS.replace(**values)
 
     def layer_region_data(self, source, features, parameters, context, feedback, ids):

@@ -232,3 +232,21 @@ def test_the_thread_count_a_stage_ran_with_is_kept_for_the_log(monkeypatch):
     with device.torch_threads(device.cpu_threads()):
         pass
     assert device.last_threads() == 2 and "not load-aware" in device.last_threads().reason
+
+
+def test_both_front_doors_offer_text_input():
+    """--text-input (CLI) parses to the PromptConfig values; TEXT_INPUT (QGIS) has its help text (the
+    hostile suite checks that every parameter has one and that the help lists exactly the parameters)."""
+    from pathlib import Path
+
+    from topt_core.__main__ import _parser
+    from topt_core.config import TEXT_INPUTS
+
+    base = ["predict", "--input", "x.gpkg", "--target", "y", "--output", "p.gpkg"]
+    assert _parser().parse_args(base).text_input == "auto" == PromptConfig().text_input
+    assert _parser().parse_args(base + ["--text-input", "description"]).text_input == "description"
+    with pytest.raises(SystemExit):
+        _parser().parse_args(base + ["--text-input", "all"])
+    root = Path(__file__).resolve().parents[2]
+    assert '"TEXT_INPUT":' in (root / "processing_provider" / "help_texts.py").read_text(encoding="utf-8")
+    assert TEXT_INPUTS == ("auto", "description")
