@@ -86,6 +86,15 @@ def test_views_never_import_srel():
     assert not offenders, "\n".join(offenders)
 
 
+def test_objectives_stay_free_of_stage_1_and_the_views():
+    """``topt_core.objectives`` (the loss functions the views name) imports neither ``srel`` nor ``views``,
+    so the views can use it without a cycle."""
+    found = [f"objectives.py:{line} imports {name}"
+             for line, name in _absolute_imports(ROOT / "topt_core" / "objectives.py", "topt_core")
+             if name.split(".")[:2] in (["topt_core", "srel"], ["topt_core", "views"])]
+    assert not found, "\n".join(found)
+
+
 def test_views_guard_detects_srel_imports(tmp_path):
     views = tmp_path / "views"
     views.mkdir()
