@@ -17,6 +17,9 @@ same folds:
 * ``raw+geometry``: the same plus log area, log perimeter and compactness;
 * ``contextual``: raw + geometry plus the means of the view values over the regions 1, 2 and 3 rings
   away (touching polygons), as srai's contextual count embedder;
+* ``srel-inputs``: raw + geometry plus the context view's densities (``views/derived.py``), i.e. what
+  the SREL model is given, read by Ridge directly (not one of the issue's baselines: a check of
+  whether the embedding keeps more than its inputs);
 * ``knn``: inverse-distance mean of the 8 nearest labelled training regions (label interpolation);
 * ``srel`` (and ``srel:<variant>``): Ridge on the SREL embedding trained with that seed (no label);
 * ``stage2`` (``--stage2``): ``predict_regions``'s default (``run_prompt4re``) on the default embedding.
@@ -73,6 +76,8 @@ VARIANTS = {                      # SrelConfig overrides, each an ablation row (
     "no-context": dict(context_view=False),
     "no-geometry": dict(geometry_view=False),
     "features": dict(feature_weight=1.0),
+    "derived-inputs-only": dict(geometry_weight=0.0, context_weight=0.0),   # fed in, no loss of their own
+    "derived-low": dict(geometry_weight=0.25, context_weight=0.25),
 }
 
 
@@ -179,7 +184,7 @@ def coverage(data, log):
     return info
 
 
-def run_city(name, spec, seeds, schemes, variants, stage2, log, config_over):
+def run_city(name, spec, seeds, schemes, variants, stage2, log, config_over, save_dir=None):
     from topt_core.config import PromptConfig, SrelConfig
     from topt_core.srel import train_srel
 
@@ -190,6 +195,10 @@ def run_city(name, spec, seeds, schemes, variants, stage2, log, config_over):
     feats = {"raw": raw_features(data)}
     feats["raw+geometry"] = np.concatenate([feats["raw"], geometry(data)], 1)
     feats["contextual"] = contextual(data)
+    # the embedding's own derived inputs, straight into Ridge: does SREL keep more than it is given?
+    from topt_core.views import derived
+
+    feats["srel-inputs"] = np.concatenate([feats["raw+geometry"], derived.CONTEXT.get(data)], 1)
     runs = {t: {} for t in spec["targets"]}          # target -> method -> [per seed {scheme: metrics}]
     seconds = {}
     for seed in seeds:
@@ -198,6 +207,9 @@ def run_city(name, spec, seeds, schemes, variants, stage2, log, config_over):
             t0 = time.perf_counter()
             r = train_srel(data.without_targets(), base_cfg.replace(seed=seed, **VARIANTS[vname]))
             embs[vname] = r.embeddings
+            if save_dir:
+                Path(save_dir).mkdir(parents=True, exist_ok=True)
+                np.save(Path(save_dir) / f"{name}_{vname}_{seed}.npy", r.embeddings)
             seconds.setdefault(vname, []).append(time.perf_counter() - t0)
             log(f"  seed {seed} srel:{vname} trained in {seconds[vname][-1]:.1f} s ({r.epochs_run} epochs)")
         for target in spec["targets"]:
@@ -253,6 +265,7 @@ def main(argv=None) -> int:
     p.add_argument("--stage2", action="store_true", help="also predict_regions' default on the default embedding")
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="SrelConfig override for all")
     p.add_argument("--json", default=None)
+    p.add_argument("--save-emb", default=None, help="folder to save each embedding in (<city>_<variant>_<seed>.npy)")
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from bench.manhattan import parse_seeds, peak_rss_mb
@@ -274,7 +287,7 @@ def main(argv=None) -> int:
                "machine": f"{platform.platform()}, {os.cpu_count()} CPU", "loadavg_before": list(load0)}
     t0 = time.time()
     for name in names:
-        res, info, secs = run_city(name, specs[name], seeds, schemes, variants, args.stage2, log, over)
+        res, info, secs = run_city(name, specs[name], seeds, schemes, variants, args.stage2, log, over, args.save_emb)
         results["cities"][name], results["inputs"][name], results["train_seconds"][name] = res, info, secs
     results.update(wall_seconds=time.time() - t0, peak_rss_mb=peak_rss_mb(), loadavg_after=list(os.getloadavg()))
     print(markdown(results))

@@ -79,6 +79,15 @@ def resolve_attention(config, n: int) -> str:
     return config.attention
 
 
+def upgrade_srel_settings(settings: dict) -> dict:
+    """Stage-1 settings as written by an earlier version, in today's terms (model folders keep loading)."""
+    settings = dict(settings)
+    settings.setdefault("restarts", 1)          # folders written before restarts existed hold one model
+    if "auto_sparse_above" not in settings and settings.get("attention") == "dense":
+        settings["attention"] = "auto"          # written when dense was the only mode: large layers go sparse
+    return settings
+
+
 @dataclass(frozen=True)
 class SrelConfig(_ConfigMixin):
     """Stage 1 (SREL): view encoders + Graphormer fusion, trained self-supervised."""
@@ -106,7 +115,8 @@ class SrelConfig(_ConfigMixin):
     landuse_weight: float = 1.0
     extra_weight: float = 1.0
     geometry_view: bool = True          # derived views (views/derived.py): the polygon's area, perimeter, compactness
-    context_view: bool = True           # ... and the POI / land-use density over the 8, 32, 128 nearest regions
+    context_view: str = "auto"          # ... and the POI / land-use density over the 8, 32, 128 nearest regions:
+                                        # "auto" (on when the median region has < 10 POIs) | "on" | "off"
     geometry_weight: float = 1.0
     context_weight: float = 1.0
     feature_weight: float = 0.0         # reconstruct the (preprocessed) input features from the embedding
@@ -142,6 +152,7 @@ class SrelConfig(_ConfigMixin):
         _check(self.epochs >= 1, f"SrelConfig.epochs must be >= 1, got {self.epochs}.")
         _check(self.lr > 0, f"SrelConfig.lr must be > 0, got {self.lr}.")
         _one_of("SrelConfig", "attention", self.attention, ATTENTION_MODES)
+        _one_of("SrelConfig", "context_view", self.context_view, ("auto", "on", "off", True, False))
         _check(self.knn >= 1, f"SrelConfig.knn must be >= 1, got {self.knn}.")
         _check(self.distance_buckets >= 2, f"SrelConfig.distance_buckets must be >= 2, got {self.distance_buckets}.")
         _check(self.distance_kernels >= 1, f"SrelConfig.distance_kernels must be >= 1, got {self.distance_kernels}.")

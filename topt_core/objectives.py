@@ -36,9 +36,14 @@ def od_kl(src: torch.Tensor, dst: torch.Tensor, w: torch.Tensor, entropy: float)
     return (ce_out + ce_in) / total - entropy
 
 
-def similarity_mse(z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def similarity_mse(z: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """MSE between the cosine similarities of ``z`` and ``target``; ``mask`` (N,) bool: only pairs of
+    two regions that have the view count (the others have no mix to compare)."""
     u = F.normalize(z, dim=1)
-    return F.mse_loss(u @ u.T, target)
+    if mask is None:
+        return F.mse_loss(u @ u.T, target)
+    w = (mask[:, None] & mask[None, :]).to(z.dtype)
+    return (((u @ u.T - target) ** 2) * w).sum() / w.sum().clamp_min(1.0)
 
 
 def _rows(n: int, rows: int, device):
@@ -46,19 +51,25 @@ def _rows(n: int, rows: int, device):
     return None if rows >= n else torch.randperm(n, device=device)[:rows]
 
 
-def sampled_similarity_mse(z: torch.Tensor, unit: torch.Tensor, sample: int, rows: int = 1 << 62) -> torch.Tensor:
+def sampled_similarity_mse(z: torch.Tensor, unit: torch.Tensor, sample: int, rows: int = 1 << 62,
+                           mask: torch.Tensor | None = None) -> torch.Tensor:
     """``similarity_mse`` between ``rows`` regions (all by default) and ``sample`` regions, both drawn
     without replacement per epoch: an unbiased estimate of the all-pairs mean, exact when both cover N.
     Matrix products of (rows, sample): no N x N, no per-pair gathers. Draws use torch's seeded RNG."""
     n = z.shape[0]
     u = F.normalize(z, dim=1)
-    if sample >= n and rows >= n:
+    if mask is None and sample >= n and rows >= n:
         return F.mse_loss(u @ u.T, unit @ unit.T)
     j = _rows(n, sample, z.device)
     i = _rows(n, rows, z.device)
     ui, ti = (u, unit) if i is None else (torch.index_select(u, 0, i), torch.index_select(unit, 0, i))
     uj, tj = (u, unit) if j is None else (torch.index_select(u, 0, j), torch.index_select(unit, 0, j))
-    return F.mse_loss(ui @ uj.T, ti @ tj.T)
+    if mask is None:
+        return F.mse_loss(ui @ uj.T, ti @ tj.T)
+    mi = mask if i is None else torch.index_select(mask, 0, i)       # ``mask``: pairs of regions with the view
+    mj = mask if j is None else torch.index_select(mask, 0, j)
+    w = (mi[:, None] & mj[None, :]).to(z.dtype)
+    return (((ui @ uj.T - ti @ tj.T) ** 2) * w).sum() / w.sum().clamp_min(1.0)
 
 
 def _origin_subset(rows, cols, w, n: int, keep: int):

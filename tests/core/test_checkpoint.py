@@ -36,7 +36,12 @@ def test_manifest_content(saved):
     assert man["format"] == "topt-srel" and man["schema_version"] == checkpoint.SCHEMA_VERSION
     assert man["config"]["embed_dim"] == FAST.embed_dim and "created" in man and "topt_version" in man
     s = man["input_schema"]
-    assert s["views"] == ["poi", "landuse", "mobility", "extra"] and s["n_regions"] == 24
+    from topt_core import views
+    from topt_core.config import SrelConfig
+
+    want = [v.name for v in views.model_inputs(tiny_data(), SrelConfig())]
+    assert want[:5] == ["poi", "landuse", "mobility", "extra", "geometry"]      # + context when its POIs are sparse
+    assert s["views"] == want and s["n_regions"] == 24
     assert s["poi_categories"][0] == "cat0" and s["crs"] == "EPSG:32618"
     assert set(man["files"]) == {"model.safetensors", "region_data.safetensors"}
     assert all(len(h) == 64 for h in man["files"].values())
@@ -148,3 +153,22 @@ def test_save_refuses_folder_with_pickles(trained, tmp_path):
     (folder / "old.pt").write_bytes(b"x")
     with pytest.raises(ToptCheckpointError, match="pickle"):
         save_model(trained[1], folder)
+
+
+def test_model_folder_from_before_the_derived_views_loads_and_embeds_the_same(tmp_path):
+    """A folder written before the geometry/context views existed (its config has no such keys, its schema
+    lists only the user's views) still loads and gives the same embeddings: the derived views that new
+    data offers are ignored by a model that never read them."""
+    data = tiny_data()
+    r = train_srel(data, FAST.replace(geometry_view=False, context_view=False))
+    folder = save_model(r, tmp_path / "old", data=data)
+    man = json.loads((folder / "config.json").read_text())
+    cfg = man["config"]
+    for key in ("geometry_view", "context_view", "geometry_weight", "context_weight"):
+        cfg.pop(key)
+    assert man["input_schema"]["views"] == ["poi", "landuse", "mobility", "extra"]
+    (folder / "config.json").write_text(json.dumps(man))
+    m = load_model(folder)
+    assert m.config.geometry_view is True                  # the new default, yet the model reads no geometry
+    assert [v.name for v in m.view_units] == ["poi", "landuse", "mobility", "extra"]
+    np.testing.assert_array_equal(embed(m, data), r.embeddings)

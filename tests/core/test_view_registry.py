@@ -31,8 +31,30 @@ def road_data(n=24, seed=0):
 
 
 def test_registry_lists_the_built_in_views_in_order():
-    assert views.names() == ["poi", "landuse", "mobility", "extra"]
-    assert [v.name for v in views.present(tiny_data().validate())] == ["poi", "landuse", "mobility", "extra"]
+    from topt_core.config import SrelConfig
+
+    assert views.names() == ["poi", "landuse", "mobility", "extra", "geometry", "context"]
+    data = tiny_data().validate()
+    assert [v.name for v in views.present(data)] == ["poi", "landuse", "mobility", "extra"]   # the user's views
+    on = SrelConfig(context_view="on")
+    assert [v.name for v in views.model_inputs(data, on)] == ["poi", "landuse", "mobility", "extra", "geometry",
+                                                             "context"]
+    off = SrelConfig(geometry_view=False, context_view="off")
+    assert [v.name for v in views.model_inputs(data, off)] == ["poi", "landuse", "mobility", "extra"]
+
+
+def test_context_view_auto_follows_how_sparse_the_pois_are():
+    """auto: on when the median region holds fewer than 10 POIs (real OSM extracts), off for dense counts."""
+    from topt_core.config import SrelConfig
+
+    data = tiny_data().validate()
+    sparse = data.subset(np.arange(data.n))
+    sparse.poi_counts = np.minimum(data.poi_counts, 1.0) * (np.arange(data.n) % 3 == 0)[:, None]
+    dense = data.subset(np.arange(data.n))
+    dense.poi_counts = data.poi_counts + 20.0
+    names = lambda d: [v.name for v in views.model_inputs(d, SrelConfig())]  # noqa: E731
+    assert "context" in names(sparse) and "context" not in names(dense)
+    assert "context auto" in views.derived_note(sparse, SrelConfig()) and "adds" in views.derived_note(sparse, SrelConfig())
 
 
 def roads_files(folder, n=24, seed=0):

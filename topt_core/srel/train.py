@@ -1,9 +1,9 @@
 """Training, embedding, saving and loading SREL models (the stage-1 public API).
 
-Training is full-batch (all regions attend to all regions), seeded and
-deterministic on a given CPU; stopping looks only at the self-supervised loss.
-Before anything large is allocated the memory is estimated (``memory.py``)
-and the job refused with advice if it would not fit.
+Training is full-batch (every region in every epoch; which pairs attend is the attention
+mode's choice, ``srel/modes/``, resolved once per run), seeded and deterministic on a given
+CPU; stopping looks only at the self-supervised loss. Before anything large is allocated the
+mode estimates the memory and the job is refused with advice if it would not fit.
 """
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ import numpy as np
 import torch
 
 from .. import checkpoint
-from ..config import SrelConfig, resolve_attention, resolve_restarts
+from ..config import SrelConfig, resolve_restarts, upgrade_srel_settings
 from ..device import DeviceChoice, cpu_threads, resolve_device, torch_threads
 from ..errors import ToptCheckpointError, ToptConfigError
 from ..files import atomic_file
 from ..progress import check_canceled, ensure_reporter
-from . import memory
+from . import modes
 from .inputs import build_inputs, check_schema, fit_preprocessing, input_schema
 from .losses import build_targets, srel_loss
 from .model import SrelEnsemble, SrelModel, build_model
@@ -207,18 +207,16 @@ def train_srel(data, config: SrelConfig = SrelConfig(), reporter=None, device: D
     data = data.without_targets()
     config = config.replace(restarts=resolve_restarts(config, data.n))     # saved with the model as a number
     choice = device or resolve_device(config.device)
-    mode = resolve_attention(config, data.n)
-    if mode == "sparse" and config.mobility_features == "rows" and "mobility" in data.views():
-        raise ToptConfigError("mobility_features='rows' feeds one column per region, which the sparse attention "
-                              "mode (large layers) cannot afford; expected mobility_features='summary' (the "
-                              "default). Use it, or attention='dense' on a smaller layer.")
-    need = memory.check_memory(data.n, config, choice.device, mode)
+    mode = modes.resolve(config, data.n)                                  # resolved once, handed on
+    mode.check_config(config, data)
+    need = mode.check_memory(data.n, config, choice.device)
     more = f", {config.restarts} restarts" if config.restarts > 1 else ""
     for view in views.present(data):
         for w in view.warnings(data):
             reporter.warning(w)
+    reporter.info(views.derived_note(data, config))
     reporter.info(f"SREL: training on {choice.device} ({choice.reason}); {data.n} regions, "
-                  f"views {', '.join(data.views())}{more}; {memory.describe_mode(data.n, config, mode)}; "
+                  f"views {', '.join(data.views())}{more}; {mode.describe(data.n, config)}; "
                   f"estimated peak memory {need / 1e9:.2f} GB.")
     dev = torch.device(choice.device)
     member_cfg = config.replace(restarts=1)
@@ -264,9 +262,9 @@ def embed(model, data, reporter=None) -> np.ndarray:
     check_schema(model.schema, data, model.config)
     check_canceled(reporter)
     choice = resolve_device(model.config.device)
-    mode = resolve_attention(model.config, data.n)
-    memory.check_memory(data.n, model.config, choice.device, mode)
-    reporter.info(f"Embedding {data.n} regions on {choice.device}; {memory.describe_mode(data.n, model.config, mode)}.")
+    mode = modes.resolve(model.config, data.n)
+    mode.check_memory(data.n, model.config, choice.device)
+    reporter.info(f"Embedding {data.n} regions on {choice.device}; {mode.describe(data.n, model.config)}.")
     dev = torch.device(choice.device)
     model = model.to(dev).eval()
     with _threads(model.config, choice.device, data.n), torch.no_grad():
@@ -312,10 +310,7 @@ def load_model(folder):
                                   "expected an SREL model folder. Retrain the model.")
     try:
         settings = dict(manifest["config"])
-        settings.setdefault("restarts", 1)          # folders written before restarts existed hold one model
-        if "auto_sparse_above" not in settings and settings.get("attention") == "dense":
-            settings["attention"] = "auto"          # written when dense was the only mode: large layers go sparse
-        config = SrelConfig.from_dict(settings)
+        config = SrelConfig.from_dict(upgrade_srel_settings(settings))
         schema = manifest["input_schema"]
         model = build_model(config, schema)
     except (KeyError, TypeError, ValueError, ToptConfigError) as exc:

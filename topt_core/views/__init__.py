@@ -47,4 +47,15 @@ def present(data) -> list[View]:
 def model_inputs(data, config) -> list[View]:
     """What a stage-1 model trained on ``data`` with ``config`` reads: the user's views, then the
     derived views that ``config`` switches on and that have something to say."""
-    return present(data) + [v for v in REGISTRY if v.derived and v.enabled(config) and v.present(data)]
+    return present(data) + [v for v in REGISTRY if v.derived and v.enabled(config, data) and v.present(data)]
+
+
+def derived_note(data, config) -> str:
+    """One line for the log: which derived views a model trained on ``data`` reads, and why."""
+    from .derived import CONTEXT
+
+    used = [v.label.lower() for v in REGISTRY if v.derived and v.enabled(config, data) and v.present(data)]
+    note = f"Derived views: {', '.join(used) if used else 'none'}"
+    if getattr(config, "context_view", None) == "auto":
+        note += f" (context auto: {CONTEXT.why(data)})"
+    return note + "."

@@ -51,8 +51,22 @@ class View:
     def validate(self, data, n: int) -> None:
         """Normalise dtypes in place or raise ``ToptDataError``."""
 
+    def covered(self, data) -> np.ndarray:
+        """(N,) bool: the regions that have any record of this view (an OD flow in or out, a POI, ...)."""
+        value = self.get(data)
+        if hasattr(value, "nnz"):
+            m = abs(value.tocsr())
+            return (np.asarray(m.sum(1)).ravel() + np.asarray(m.sum(0)).ravel()) > 0
+        return np.any(np.asarray(value) != 0, axis=1)
+
     def warnings(self, data) -> list[str]:
-        """What the user should know about this view before training (it teaches little, ...)."""
+        """What the user should know about this view before training (it covers few regions, teaches little)."""
+        has = self.covered(data)
+        if has.mean() < 0.5:
+            return [f"{self.label} cover only {int(has.sum())} of {len(has)} regions ({100 * has.mean():.0f} %): the "
+                    "others have no record of this view, so the model learns about them from the other views and "
+                    "their surroundings only (regions without records add nothing to its self-supervised loss). Check "
+                    "that the layer covers the study area, or expect its influence to be local."]
         return []
 
     def subset(self, data, rows, out) -> None:
@@ -89,11 +103,13 @@ class View:
     def loss_weight(self, config) -> float:
         return float(getattr(config, f"{self.name}_weight", 1.0))
 
-    def ssl_target(self, data, stats: dict, device, sparse: bool = False, config=None):
-        """Its self-supervised target on ``device``; ``sparse``: per-pair form (nothing N x N)."""
+    def ssl_target(self, data, stats: dict, config=None):
+        """Its self-supervised target, mode-neutral (``topt_core/targets.py``); the attention mode builds
+        the loss form from it (exact or sampled) and hands that to ``ssl_loss`` as ``target``."""
         raise NotImplementedError
 
     def ssl_loss(self, decoders, emb, target):
+        """The loss: ``target`` (what the mode built from ``ssl_target``) of this view's decoded embeddings."""
         raise NotImplementedError
 
     # -- stage 2 -------------------------------------------------------------------------------
@@ -178,12 +194,13 @@ class TableView(View):
     def warnings(self, data) -> list[str]:
         x = np.asarray(self.get(data), dtype=float)
         used = [c for c, j in zip(self.columns(data), range(x.shape[1])) if np.any(x[:, j] != 0)]
+        out = super().warnings(data)
         if self.counts and len(used) == 1:
-            return [f"{self.label}: every region's values fall in one column ('{used[0]}'), so the mix of any two "
+            return out + [f"{self.label}: every region's values fall in one column ('{used[0]}'), so the mix of any two "
                     "regions is the same and its similarity loss teaches the model nothing (it reaches 0 at "
                     "once); only the totals carry information. Choose a field with several categories or "
                     "classes, or leave this input out."]
-        return []
+        return out
 
     def to_arrays(self, data):
         value = self.get(data)
@@ -271,21 +288,19 @@ class TableView(View):
     def similarity_target(self, data) -> np.ndarray:
         return scaling.cosine_matrix(self.similarity_vectors(data))
 
-    def ssl_target(self, data, stats, device, sparse=False, config=None):
-        import torch
+    def ssl_target(self, data, stats, config=None):
+        """The similarity target. Regions without any record of this view (a tract with no POI) have no
+        mix to compare: their pairs are left out of the loss (``mask``) instead of teaching the model that
+        they are unlike every region; with sparse real POIs (a quarter of tracts empty) those pairs would
+        otherwise dominate it. A view that every region has keeps the unmasked form."""
+        from ..targets import SimilarityTarget
 
-        if sparse:
-            unit = scaling.unit_rows(self.similarity_vectors(data)).astype(np.float32)
-            return {"unit": torch.from_numpy(unit).to(device), "pairs": int(config.similarity_sample),
-                    "rows": int(config.loss_rows)}
-        return torch.from_numpy(self.similarity_target(data)).to(device)
+        vec = self.similarity_vectors(data)
+        has = np.linalg.norm(np.asarray(vec, dtype=np.float64), axis=1) > 0
+        return SimilarityTarget(vec, None if has.all() or not has.any() else has)
 
     def ssl_loss(self, decoders, emb, target):
-        from ..objectives import sampled_similarity_mse, similarity_mse
-
-        if isinstance(target, dict):
-            return sampled_similarity_mse(decoders[self.name](emb), target["unit"], target["pairs"], target["rows"])
-        return similarity_mse(decoders[self.name](emb), target)
+        return target(decoders[self.name](emb))
 
     # -- stage 2 -------------------------------------------------------------------------------
     def describe(self, data) -> list[str]:

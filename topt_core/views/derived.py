@@ -26,8 +26,15 @@ class DerivedView(TableView):
     def compute(self, data) -> tuple[np.ndarray, list]:
         raise NotImplementedError
 
-    def enabled(self, config) -> bool:
-        return bool(getattr(config, self.config_switch, False))
+    def enabled(self, config, data=None) -> bool:
+        """The config's switch: True/"on", False/"off", or "auto" (``auto_on(data)``)."""
+        value = getattr(config, self.config_switch, False)
+        if value == "auto":
+            return data is not None and self.auto_on(data)
+        return value in (True, "on")
+
+    def auto_on(self, data) -> bool:
+        return True
 
     def cached(self, data):
         """``compute(data)`` once per data object and inputs (the kNN sums are not free at city scale)."""
@@ -102,6 +109,23 @@ class ContextView(DerivedView):
     columns_label, config_switch = "context measures", "context_view"
     scales = (8, 32, 128)
     sources = ("poi", "landuse")
+    sparse_below = 10          # auto: on when the median region holds fewer POIs than this
+
+    def auto_on(self, data) -> bool:
+        """Sparse POIs (real OSM extracts: a median of 2-6 per census tract) need the neighbourhood's; dense
+        ones (Manhattan's 88 per region) carry their own, and there the extra view cost 0.01-0.03 R²
+        (bench/RESULTS.md)."""
+        x = data.poi_counts
+        return x is not None and float(np.median(np.asarray(x).sum(1))) < self.sparse_below
+
+    def why(self, data) -> str:
+        """One line for the log: why the context view is (not) used under ``auto``."""
+        if data.poi_counts is None:
+            return "no POIs: no context view"
+        med = float(np.median(np.asarray(data.poi_counts).sum(1)))
+        verb = "adds" if med < self.sparse_below else "is left out (dense POIs)"
+        return (f"median {med:g} POIs per region: the context view {verb}"
+                + (" POI densities over the 8, 32 and 128 nearest regions" if med < self.sparse_below else ""))
 
     def compute(self, data):
         from . import get
