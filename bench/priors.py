@@ -58,7 +58,7 @@ def attention_figures(model, data) -> dict:
             "mean_pair_distance_m": float(d.sum() / (n * (n - 1))),
             # sparse mode: the local edges' share only (what goes to anchor clusters is not per region)
             "attention_on_8_nearest": float(np.take_along_axis(a, near, 1).sum(1).mean()),
-            "attention_to_self": float(1 - a.sum(1).mean()) if links.mode == "dense" else float("nan")}
+            "attention_to_self": float(1 - a.sum(1).mean()) if links.whole_rows else float("nan")}
 
 
 def run(data, targets, protocol, seeds, log) -> dict:

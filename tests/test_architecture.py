@@ -107,3 +107,53 @@ def test_views_guard_detects_srel_imports(tmp_path):
     found = _views_importing_srel(views, "topt_core.views")
     assert [f.split(":")[1].split()[0] for f in found] == ["1", "3", "5", "6"], found
     assert all(f.startswith("views/bad.py") for f in found), found
+
+
+MODE_NAMES = {"dense", "sparse"}
+MODE_HOMES = ("topt_core/srel/modes/", "topt_core/config.py")    # the modes themselves, and "auto" -> a mode
+
+
+def _mode_comparisons(path: Path):
+    """(line, source) of every comparison in ``path`` with "dense"/"sparse" as an operand (``==``, ``!=``,
+    ``in``, also inside a tuple/list/set), i.e. a branch on the attention mode's name."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+    def names(node):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return {node.value}
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            return {e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)}
+        return set()
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare) and any(names(x) & MODE_NAMES for x in [node.left, *node.comparators]):
+            yield node.lineno, ast.get_source_segment(path.read_text(encoding="utf-8"), node)
+
+
+def test_no_branch_on_the_attention_mode_name_outside_the_modes():
+    """The attention mode is an object (``topt_core/srel/modes/``) resolved once, not a string threaded
+    through the code: nothing outside the mode modules and ``config.py`` compares with "dense"/"sparse"."""
+    offenders = []
+    for folder in ("topt_core", "processing_provider", "bench"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel.startswith(MODE_HOMES):
+                continue
+            offenders += [f"{rel}:{line}: {src}" for line, src in _mode_comparisons(path)]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_mode_guard_detects_comparisons(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text('if mode == "sparse":\n    pass\nx = m in ("dense", "auto")\ny = "dense" != z\n'
+                   'ok = {"mode": "sparse"}\nchoices = ("dense", "sparse")\n')
+    assert [line for line, _ in _mode_comparisons(bad)] == [1, 3, 4]
+
+
+def test_every_attention_setting_names_a_mode_module():
+    from topt_core.config import ATTENTION_MODES
+    from topt_core.srel import modes
+
+    assert set(ATTENTION_MODES) - {"auto"} == set(modes.REGISTRY)
+    for name, mode in modes.REGISTRY.items():
+        assert mode.name == name and (ROOT / "topt_core" / "srel" / "modes" / f"{name}.py").exists()

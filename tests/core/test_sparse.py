@@ -55,22 +55,24 @@ def test_sparse_inputs_are_edges_and_anchors_not_pairs():
     data = tiny_data(n=40).validate()
     model = SrelModel(SPARSE, input_schema(data, SPARSE), fit_preprocessing(data, SPARSE))
     inp = build_inputs(model, data)
-    assert inp.mode == "sparse" and inp.pairs.u.dim() == 1 and inp.pairs.u.shape == inp.dst.shape
-    assert inp.anchor_pairs.u.shape == (40, 5) and float(inp.anchor_log_count.exp().sum()) == pytest.approx(40)
-    assert (inp.dst == inp.src).sum() == 40                       # every region attends to itself
-    assert inp.dst.shape[0] < 40 * 40 / 2
+    lay = inp.layout
+    assert inp.mode.name == "sparse" and inp.pairs.u.dim() == 1 and inp.pairs.u.shape == lay.dst.shape
+    assert lay.anchor_pairs.u.shape == (40, 5) and float(lay.anchor_log_count.exp().sum()) == pytest.approx(40)
+    assert (lay.dst == lay.src).sum() == 40                       # every region attends to itself
+    assert lay.dst.shape[0] < 40 * 40 / 2
 
 
 def test_sparse_attention_weights_of_a_region_sum_to_one():
-    from topt_core.srel.attention import AttentionContext, RegionAttention
+    from topt_core.srel.attention import RegionAttention
+    from topt_core.srel.modes.sparse import SparseContext
 
     torch.manual_seed(0)
     att = RegionAttention(8, 2).eval()
     n = 6
     dst = torch.tensor([0, 0, 1, 1, 2, 3, 4, 5, 5])
     src = torch.tensor([0, 1, 1, 0, 2, 3, 4, 5, 2])
-    ctx = AttentionContext("sparse", dst=dst, src=src, anchor_of=torch.tensor([0, 0, 0, 1, 1, 1]),
-                           anchor_log_count=torch.log(torch.tensor([3.0, 3.0])))
+    ctx = SparseContext(dst=dst, src=src, anchor_of=torch.tensor([0, 0, 0, 1, 1, 1]),
+                        anchor_log_count=torch.log(torch.tensor([3.0, 3.0])))
     # with all values equal to one vector, the output is that vector exactly when the weights sum to 1
     x = torch.randn(n, 8)
     with torch.no_grad():

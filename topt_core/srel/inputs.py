@@ -4,19 +4,18 @@
   the typical region spacing, the largest distance); stored as model buffers so ``embed``
   reproduces the preprocessing on new data.
 * ``input_schema`` / ``check_schema``: which views and columns a model was trained on.
-* ``build_inputs``: node features per view, centrality inputs and the pair features
-  (``PairFeatures``) that the attention biases read.
+* ``build_inputs``: node features per view, centrality inputs and, from the attention mode
+  (``srel/modes/``), the pair features (``PairFeatures``) that the attention biases read.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 from .. import spatial, views
-from ..config import SrelConfig, resolve_attention
+from ..config import SrelConfig
 from ..errors import ToptDataError
 from ..views import mobility as mob
 
@@ -34,19 +33,16 @@ class PairFeatures:
 
 @dataclass
 class SrelInputs:
-    """Everything ``SrelModel.forward`` reads. ``mode`` "dense": ``pairs`` covers all N x N pairs;
-    "sparse": ``pairs`` covers the local edges (dst <- src) and ``anchor_pairs`` region-to-anchor pairs."""
+    """Everything ``SrelModel.forward`` reads. ``mode`` (``srel/modes/``) chose the pairs that attend:
+    ``pairs`` holds their features (all N x N pairs in the dense mode, the local edges in the sparse
+    mode) and ``layout`` whatever else the mode needs (the sparse mode's edges and anchors)."""
 
     features: dict = field(default_factory=dict)   # view name -> (N, F) float32
     degree: torch.Tensor | None = None             # (N,) neighbours in the neighbour graph
     strength: torch.Tensor | None = None           # (N, 2) out/in mobility strength buckets
     pairs: PairFeatures = field(default_factory=PairFeatures)
-    mode: str = "dense"
-    dst: torch.Tensor | None = None                # sparse: (E,)
-    src: torch.Tensor | None = None
-    anchor_of: torch.Tensor | None = None          # sparse: (N,)
-    anchor_log_count: torch.Tensor | None = None   # sparse: (M,)
-    anchor_pairs: PairFeatures | None = None       # sparse: (N, M)
+    mode: object = None                            # the ``modes.AttentionMode`` these inputs were built for
+    layout: object = None                          # the mode's own pair layout (None in the dense mode)
 
     @property
     def n(self) -> int:
@@ -112,13 +108,15 @@ def stat_shapes(schema: dict, config: SrelConfig) -> dict:
     return shapes
 
 
-def build_inputs(model, data, device="cpu", mode: str | None = None) -> SrelInputs:
+def build_inputs(model, data, device="cpu", mode=None) -> SrelInputs:
     """RegionData -> ``SrelInputs`` for ``model.forward`` (uses the model's stored statistics).
 
-    ``mode``: "dense" or "sparse"; None resolves the model's ``attention`` setting for this many regions.
+    ``mode``: an attention mode or its name; None resolves the model's ``attention`` setting for this many regions.
     """
+    from . import modes
+
     cfg = model.config
-    mode = mode or resolve_attention(cfg, data.n)
+    mode = modes.resolve(cfg, data.n) if mode is None else modes.get(mode)
     stats = model.stats()
     spacing = float(stats["spacing"][0])
     geometry = spatial.PairGeometry(data.centroids, spacing)
@@ -133,43 +131,5 @@ def build_inputs(model, data, device="cpu", mode: str | None = None) -> SrelInpu
     if has_mob:
         inp.strength = to(mob.strength_buckets(mob.strength(data, fence), stats["strength.edges"]))
     with_flow = has_mob and model.mobility_bias is not None
-    if mode == "dense":
-        dist_units = spatial.pairwise_distances(data.centroids, np.float64) / spacing
-        inp.pairs.u = to(np.log1p(dist_units).astype(np.float32))
-        if cfg.spatial_bias == "bucket":
-            inp.pairs.hops = to(spatial.hop_counts(edges, data.n, cfg.max_hops).astype(np.int64))
-        if with_flow:
-            flow = mob.symmetric_log_flow(data, fence).toarray() / float(stats["flow.scale"][0])
-            inp.pairs.flow = to(flow.astype(np.float32))
-        return inp
-    _sparse_inputs(inp, model, data, geometry, edges, fence, with_flow, stats, to)
+    mode.pair_inputs(inp, model, data, geometry, edges, fence, with_flow, stats, to)
     return inp
-
-
-def _sparse_inputs(inp, model, data, geometry, edges, fence, with_flow, stats, to):
-    """Local edges, anchors and their pair features (``srel/graph.py``); nothing N x N."""
-    from . import graph
-
-    cfg, n = model.config, data.n
-    sym = None
-    if fence is not None:
-        m = mob.clipped_od(data.mobility, fence)
-        sym = (m + m.T).tocsr()
-    g = graph.build(data.centroids, cfg.local_neighbours, sym, cfg.od_partners, cfg.anchors, seed=cfg.seed)
-    inp.dst, inp.src = to(g.dst), to(g.src)
-    inp.anchor_of = to(g.anchor_of)
-    inp.anchor_log_count = to(np.log(g.anchor_count).astype(np.float32))
-    inp.pairs.u = to(np.log1p(geometry.units(g.dst, g.src)).astype(np.float32))
-    from scipy.spatial.distance import cdist
-
-    a_u = np.log1p(cdist(np.asarray(data.centroids, dtype=np.float64), g.anchor_xy) / geometry.spacing)
-    a_u = a_u.astype(np.float32)                                                               # (N, M)
-    inp.anchor_pairs = PairFeatures(u=to(a_u), u_max=inp.pairs.u_max)
-    if cfg.spatial_bias == "bucket":
-        inp.pairs.hops = to(spatial.edge_hops(edges, n, g.dst, g.src, cfg.max_hops))
-        inp.anchor_pairs.hops = to(np.full(a_u.shape, cfg.max_hops, dtype=np.int64))
-    if with_flow:
-        scale = float(stats["flow.scale"][0])
-        inp.pairs.flow = to((np.log1p(np.asarray(sym[g.dst, g.src]).ravel()) / scale).astype(np.float32))
-        onehot = sp.csr_matrix((np.ones(n), (np.arange(n), g.anchor_of)), shape=(n, g.m))
-        inp.anchor_pairs.flow = to((np.log1p((sym @ onehot).toarray()) / scale).astype(np.float32))

@@ -9,10 +9,10 @@
 * Optional (``feature_weight``): MSE reconstruction of the preprocessed view
   features, which keeps region "size" (totals) in the embedding.
 
-Each view (``topt_core.views``) builds its own target and names the loss it uses;
-the loss functions live in ``topt_core.objectives`` (so the views need not import
-stage 1) and are re-exported here; this module holds the targets and the weighted
-sum. Nothing here sees a label; new cities need nothing precomputed.
+Each view (``topt_core.views``) builds its own mode-neutral target; the attention mode
+chooses the exact or sampled form; the loss functions live in ``topt_core.objectives``
+(so the views need not import stage 1) and are re-exported here; this module holds the
+targets and the weighted sum. Nothing here sees a label; new cities need nothing precomputed.
 """
 from __future__ import annotations
 
@@ -23,14 +23,18 @@ from ..objectives import od_kl, sampled_od_kl, sampled_similarity_mse, similarit
 
 
 def build_targets(data, model, device="cpu", inputs=None) -> dict:
-    """view name -> that view's self-supervised target (``View.ssl_target``), plus the input features.
+    """view name -> that view's self-supervised loss, plus the input features.
 
-    In the sparse mode (``inputs.mode``) the targets are per pair (observed OD pairs, unit view
-    vectors for sampled pairs): nothing N x N.
+    Each view gives a mode-neutral target (``View.ssl_target``, ``topt_core/targets.py``); the inputs'
+    attention mode (``srel/modes/``) turns it into its loss form: exact (N x N) in the dense mode, per
+    pair (observed OD pairs, unit view vectors for sampled pairs, nothing N x N) in the sparse mode.
+    Without ``inputs`` the exact (dense) form.
     """
-    stats = model.stats()
-    sparse = inputs is not None and inputs.mode == "sparse"
-    out = {v.name: v.ssl_target(data, stats, device, sparse=sparse, config=model.config) for v in model.view_units}
+    from . import modes
+
+    stats, cfg = model.stats(), model.config
+    mode = inputs.mode if inputs is not None else modes.get("dense")
+    out = {v.name: mode.objective(v.ssl_target(data, stats, config=cfg), cfg, device) for v in model.view_units}
     out["features"] = inputs.features if inputs is not None else {}
     return out
 

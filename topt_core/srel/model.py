@@ -25,10 +25,10 @@ def _key(name: str) -> str:
 class GraphormerLayer(nn.Module):
     """Pre-LN transformer layer: x + Attn(LN(x), bias); x + FFN(LN(x))."""
 
-    def __init__(self, dim: int, heads: int, dropout: float, mode: str):
+    def __init__(self, dim: int, heads: int, dropout: float):
         super().__init__()
         self.ln1 = nn.LayerNorm(dim)
-        self.attn = RegionAttention(dim, heads, dropout, mode)
+        self.attn = RegionAttention(dim, heads, dropout)
         self.ln2 = nn.LayerNorm(dim)
         self.ffn = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * dim, dim))
         self.drop = nn.Dropout(dropout)
@@ -69,7 +69,7 @@ class SrelModel(nn.Module):
         else:
             self.spatial = None
         self.mobility_bias = MobilityBias(c.heads) if (c.mobility_bias and has_mob) else None
-        self.layers = nn.ModuleList(GraphormerLayer(h, c.heads, c.dropout, c.attention) for _ in range(c.layers))
+        self.layers = nn.ModuleList(GraphormerLayer(h, c.heads, c.dropout) for _ in range(c.layers))
         self.norm = nn.LayerNorm(h) if c.final_norm else nn.Identity()
         self.out = nn.Linear(h, d)
         # table views' decoders first, then the OD views' (the creation order fixes the initial weights)
@@ -112,13 +112,8 @@ class SrelModel(nn.Module):
         return self.out(self.norm(x))
 
     def attention_context(self, inp: SrelInputs) -> AttentionContext:
-        """Which pairs attend and their biases, once per forward pass (shared by the layers)."""
-        if inp.mode == "sparse":
-            return AttentionContext("sparse", dst=inp.dst, src=inp.src, edge_bias=self.pair_bias(inp.pairs),
-                                    anchor_of=inp.anchor_of, anchor_log_count=inp.anchor_log_count,
-                                    anchor_bias=self.pair_bias(inp.anchor_pairs))
-        bias = self.pair_bias(inp.pairs)
-        return AttentionContext("dense", bias=None if bias is None else bias.permute(2, 0, 1))   # (heads, N, N)
+        """Which pairs attend and their biases, once per forward pass (shared by the layers): the inputs' mode."""
+        return inp.mode.context(self, inp)
 
 
 class SrelEnsemble(nn.Module):

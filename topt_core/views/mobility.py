@@ -124,35 +124,6 @@ def od_target(data, fence: float) -> np.ndarray:
     return (m / (mean if mean > 0 else 1.0)).astype(np.float32)
 
 
-def sparse_od_target(data, fence: float, device, negatives: int) -> dict:
-    """The OD target of the sparse mode: observed pairs with weights OD / mean (as ``od_target``), the
-    number of observed destinations per origin (both directions) and the constant entropy term."""
-    import torch
-
-    n = data.n
-    m = clipped_od(data.mobility, fence)
-    m.eliminate_zeros()
-    total_raw = float(m.sum())
-    mean = total_raw / (n * n)
-    w = (m / (mean if mean > 0 else 1.0)).tocsr().astype(np.float32)
-
-    def side(mat):
-        coo = mat.tocoo()
-        counts = np.diff(mat.indptr).astype(np.float32)
-        row_sum = np.asarray(mat.sum(1)).ravel()
-        p = coo.data / np.maximum(row_sum[coo.row], 1e-12)
-        ent = float(-(coo.data * np.log(np.where(p > 0, p, 1.0))).sum())
-        t = (torch.from_numpy(coo.row.astype(np.int64)).to(device), torch.from_numpy(coo.col.astype(np.int64)).to(device),
-             torch.from_numpy(coo.data.astype(np.float32)).to(device), torch.from_numpy(counts).to(device))
-        return t, ent
-
-    out, e_out = side(w)
-    inn, e_in = side(w.T.tocsr())
-    total = max(float(w.sum()), 1e-12)
-    return {"sparse": True, "out": out, "in": inn, "n": n, "negatives": int(negatives), "total": total,
-            "entropy": (e_out + e_in) / total}
-
-
 class MobilityView(View):
     name, label, kind, facet_rank = "mobility", "OD counts", "od", 30
     ssl_decoders = ("source", "target")
@@ -221,26 +192,14 @@ class MobilityView(View):
         raw, clip = _raw(m, config, geometry)
         return scaling.robust_apply(raw, stats["mobility.center"], stats["mobility.scale"], clip)
 
-    def ssl_target(self, data, stats, device, sparse=False, config=None):
-        import torch
+    def ssl_target(self, data, stats, config=None):
+        """The winsorised OD table: its distributions both ways are the target (the mode builds the loss)."""
+        from ..targets import FlowTarget
 
-        if sparse:
-            out = sparse_od_target(data, float(stats["mobility.fence"][0]), device, config.od_negatives)
-            out["rows"] = int(config.loss_rows)
-            return out
-        w = od_target(data, float(stats["mobility.fence"][0]))
-        p = w / np.maximum(w.sum(1, keepdims=True), 1e-12)
-        q = w.T / np.maximum(w.T.sum(1, keepdims=True), 1e-12)
-        ent = lambda a, m: float(-(m * np.where(a > 0, np.log(np.where(a > 0, a, 1.0)), 0.0)).sum())  # noqa: E731
-        return {"weights": torch.from_numpy(w).to(device),
-                "entropy": (ent(p, w) + ent(q, w.T)) / max(float(w.sum()), 1e-12)}
+        return FlowTarget(clipped_od(data.mobility, float(stats["mobility.fence"][0])))
 
     def ssl_loss(self, decoders, emb, target):
-        from ..objectives import od_kl, sampled_od_kl
-
-        if target.get("sparse"):
-            return sampled_od_kl(decoders["source"](emb), decoders["target"](emb), target)
-        return od_kl(decoders["source"](emb), decoders["target"](emb), target["weights"], target["entropy"])
+        return target(decoders["source"](emb), decoders["target"](emb))
 
     # -- stage 2 -------------------------------------------------------------------------------
     def describe(self, data) -> list[str]:
