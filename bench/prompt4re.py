@@ -60,14 +60,16 @@ def run(embeddings_by_seed: dict, data, tasks=TASKS, ablation=True, head_seeds=3
                 rows[name] = {**res.metrics, "coverage": res.coverage, "width": res.width, "seed": seed,
                               "wall_s": time.perf_counter() - t0, "encode_s": res.timings["encode_s"],
                               "ridge_r2": res.ridge_metrics["r2"], "ridge_mae": res.ridge_metrics["mae"],
-                              "ridge_rmse": res.ridge_metrics["rmse"]}
+                              "ridge_rmse": res.ridge_metrics["rmse"], "knn_r2": res.knn_metrics.get("r2", np.nan),
+                              "knn_mae": res.knn_metrics.get("mae", np.nan)}
             m, _ = ridge_kfold(emb, y, "hafusion-ny")
             assert abs(rows["default"]["ridge_mae"] - m["mae"]) < 1e-6 * max(1.0, m["mae"])   # the same folds
             for name, r in rows.items():
                 out[task].setdefault(name, []).append(r)
             d, sp = rows["default"], rows["spatial"]
             log(f"{task:8s} seed {seed}: R2 {d['r2']:.3f} (Ridge {d['ridge_r2']:.3f}), MAE {d['mae']:.1f}, coverage "
-                f"{d['coverage']:.3f}, width {d['width']:.4g}; spatial R2 {sp['r2']:.3f} (Ridge {sp['ridge_r2']:.3f}); "
+                f"{d['coverage']:.3f}, width {d['width']:.4g}, kNN R2 {d['knn_r2']:.3f}; spatial R2 {sp['r2']:.3f} (Ridge "
+                f"{sp['ridge_r2']:.3f}, kNN {sp['knn_r2']:.3f}); "
                 f"{d['wall_s']:.1f} s")
     return {"results": out, "seeds": seeds, "head_seeds": seeds[:head_seeds]}
 
@@ -87,6 +89,7 @@ def summarise(results: dict) -> dict:
                          "ridge_mae": mean("default", "ridge_mae"), "coverage": mean("default", "coverage"),
                          "width": mean("default", "width"), "spatial_r2": mean("spatial", "r2"),
                          "spatial_ridge_r2": mean("spatial", "ridge_r2"), "wall_s": mean("default", "wall_s"),
+                         "knn_r2": mean("default", "knn_r2"), "spatial_knn_r2": mean("spatial", "knn_r2"),
                          "seeds": [r["seed"] for r in by["default"]]}
         methods[task] = {name: {k: (mean(name, k), std(name, k)) for k in ("r2", "mae", "rmse", "coverage")}
                          | {"n": len(rows)} for name, rows in by.items()}
@@ -102,6 +105,8 @@ def markdown(summ: dict) -> str:
         d = summ["default"][task]
         lines.append(f"| {TASK_LABEL[task]} | Ridge on the embeddings (published protocol) | {d['ridge_r2']:.3f} | "
                      f"{d['ridge_mae']:.1f} | | | |")
+        lines.append(f"| {TASK_LABEL[task]} | inverse-distance interpolation of the labels (k = 8) | {d['knn_r2']:.3f} | "
+                     "| | | |")
         for name, s in by.items():
             lines.append(f"| {TASK_LABEL[task]} | {name} | {s['r2'][0]:.3f} ± {s['r2'][1]:.3f} | {s['mae'][0]:.1f} | "
                          f"{s['rmse'][0]:.1f} | {s['coverage'][0]:.3f} | {s['n']} |")

@@ -58,7 +58,7 @@ HELP = {
                       + ENUM_NOTE,
             "SEED": "Same seed, same inputs: the same embeddings on the same machine.",
             "RESTARTS": "Independent trainings combined into one embedding (1: a single model; 0: four for "
-                        "layers up to 2000 regions, where it adds accuracy, one above, where it would cost 4x).",
+                        "layers up to 500 regions, where it adds accuracy, one above, where it would cost 4x).",
             "OUTPUT": "The region layer with the emb_ fields and the influence fields attn_in (attention the region "
                       "receives), attn_dist_m (mean distance of what it attends to) and centrality (its neighbour "
                       "count, as the model used it); styled by attn_in.",

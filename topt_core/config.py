@@ -61,7 +61,7 @@ def _check(cond: bool, msg: str) -> None:
 
 
 AUTO_RESTARTS = 4              # restarts=0 (auto): this many up to AUTO_RESTARTS_UP_TO regions, one above
-AUTO_RESTARTS_UP_TO = 2000
+AUTO_RESTARTS_UP_TO = 500      # a real city of 500-2000 tracts trains in minutes, not 4x that (issue 18)
 
 
 def resolve_restarts(config, n: int) -> int:

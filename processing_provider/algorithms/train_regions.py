@@ -145,7 +145,7 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
                                      d.threads, minValue=0, maxValue=1024)))
         self.addParameter(enum_param(self.DEVICE, self.tr("Device"), DEVICES, d.device))
         self.addParameter(N(self.SEED, self.tr("Random seed"), N.Integer, d.seed, minValue=0))
-        self.addParameter(advanced(N(self.RESTARTS, self.tr("Restarts combined (0: 4 up to 2000 regions, else 1)"),
+        self.addParameter(advanced(N(self.RESTARTS, self.tr("Restarts combined (0: 4 up to 500 regions, else 1)"),
                                      N.Integer, d.restarts, minValue=0, maxValue=32)))
         self.addParameter(QgsProcessingParameterFeatureSink(self.OUTPUT, self.tr("Region embeddings"),
                                                             QgsProcessing.TypeVectorPolygon))

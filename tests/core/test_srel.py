@@ -21,8 +21,9 @@ def test_every_view_subset_trains(views):
     assert r.embeddings.shape == (data.n, FAST.embed_dim) and r.embeddings.dtype == np.float32
     assert np.isfinite(r.embeddings).all() and r.embeddings.std() > 0
     assert len(r.history) == r.epochs_run == FAST.epochs and all(np.isfinite(r.history))
-    assert isinstance(r.model, SrelModel) and r.model.views == [v for v in ("poi", "landuse", "mobility", "extra")
-                                                                if v in views]
+    own = [v for v in ("poi", "landuse", "mobility", "extra") if v in views]
+    derived = ["geometry"] + (["context"] if "poi" in views and np.median(data.poi_counts.sum(1)) < 10 else [])
+    assert isinstance(r.model, SrelModel) and r.model.views == own + derived
 
 
 @pytest.mark.parametrize("bias", ["gaussian", "bucket", "none"])

@@ -23,8 +23,9 @@ def test_default_is_an_ensemble_for_small_layers_and_validated():
     from topt_core.config import resolve_restarts
 
     assert SrelConfig().restarts == 0                                  # auto
-    assert resolve_restarts(SrelConfig(), 180) == 4 and resolve_restarts(SrelConfig(), 2000) == 4
-    assert resolve_restarts(SrelConfig(), 2001) == 1 and resolve_restarts(SrelConfig(restarts=3), 50_000) == 3
+    assert resolve_restarts(SrelConfig(), 180) == 4 and resolve_restarts(SrelConfig(), 500) == 4
+    assert resolve_restarts(SrelConfig(), 501) == 1 and resolve_restarts(SrelConfig(), 2000) == 1   # real cities
+    assert resolve_restarts(SrelConfig(restarts=3), 50_000) == 3
     for bad in (-1, 33):
         with pytest.raises(ToptConfigError, match="restarts"):
             SrelConfig(restarts=bad)
