@@ -184,7 +184,7 @@ def coverage(data, log):
     return info
 
 
-def run_city(name, spec, seeds, schemes, variants, stage2, log, config_over, save_dir=None):
+def run_city(name, spec, seeds, schemes, variants, stage2, log, config_over, save_dir=None, load_dir=None):
     from topt_core.config import PromptConfig, SrelConfig
     from topt_core.srel import train_srel
 
@@ -205,6 +205,11 @@ def run_city(name, spec, seeds, schemes, variants, stage2, log, config_over, sav
         embs = {}
         for vname in variants:
             t0 = time.perf_counter()
+            saved = Path(load_dir or "") / f"{name}_{vname}_{seed}.npy"
+            if load_dir and saved.exists():                      # --load-emb: the embeddings of an earlier run
+                embs[vname] = np.load(saved)
+                log(f"  seed {seed} srel:{vname} read from {saved}")
+                continue
             r = train_srel(data.without_targets(), base_cfg.replace(seed=seed, **VARIANTS[vname]))
             embs[vname] = r.embeddings
             if save_dir:
@@ -232,6 +237,7 @@ def run_city(name, spec, seeds, schemes, variants, stage2, log, config_over, sav
                     cfg = PromptConfig(task="generic", protocol=s, seed=seed, folds=10)
                     out = run_prompt4re(embs["default"], data, y, spec["targets"][target], cfg)
                     res["stage2"][s] = {"r2": out.metrics["r2"], "mae": out.metrics["mae"],
+                                        "ridge_r2": out.ridge_metrics["r2"], "knn_r2": out.knn_metrics["r2"],
                                         "coverage": out.coverage}
             for m, v in res.items():
                 runs[target].setdefault(m, []).append(v)
@@ -266,6 +272,7 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="SrelConfig override for all")
     p.add_argument("--json", default=None)
     p.add_argument("--save-emb", default=None, help="folder to save each embedding in (<city>_<variant>_<seed>.npy)")
+    p.add_argument("--load-emb", default=None, help="folder of saved embeddings to reuse instead of training")
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from bench.manhattan import parse_seeds, peak_rss_mb
@@ -287,7 +294,8 @@ def main(argv=None) -> int:
                "machine": f"{platform.platform()}, {os.cpu_count()} CPU", "loadavg_before": list(load0)}
     t0 = time.time()
     for name in names:
-        res, info, secs = run_city(name, specs[name], seeds, schemes, variants, args.stage2, log, over, args.save_emb)
+        res, info, secs = run_city(name, specs[name], seeds, schemes, variants, args.stage2, log, over, args.save_emb,
+                                   args.load_emb)
         results["cities"][name], results["inputs"][name], results["train_seconds"][name] = res, info, secs
     results.update(wall_seconds=time.time() - t0, peak_rss_mb=peak_rss_mb(), loadavg_after=list(os.getloadavg()))
     print(markdown(results))

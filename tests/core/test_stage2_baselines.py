@@ -79,3 +79,32 @@ def test_interpolation_is_a_route_and_the_guard_falls_back_to_it():
     assert final["interpolation"] > 0.8
     off = fit_predict(emb, np.zeros((n, 0, 0)), y, cfg.replace(use_interpolation=False, guard=False), coords=xy)
     assert r2(y, out["oof"]) > r2(y, off["oof"]) + 0.3
+
+
+def test_far_labels_do_not_speak_for_a_region_inside_an_unlabelled_area():
+    """The labelled-neighbour term and the interpolation shrink with the distance of the labelled
+    neighbourhood: for a region 15 spacings away from every label the term is under a quarter of it,
+    next to the labels it is (nearly) whole."""
+    from topt_core.prompt.stack import reach_shrink
+
+    g = np.stack(np.meshgrid(np.arange(20.0), np.arange(20.0)), -1).reshape(-1, 2) * 100.0
+    labelled = np.flatnonzero(g[:, 0] < 500)                  # the western quarter is labelled
+    query = np.array([int(np.argmin(((g - [600, 1000]) ** 2).sum(1))),   # next to the labels
+                      int(np.argmin(((g - [1900, 1000]) ** 2).sum(1)))])  # 15 spacings east of them
+    _, _, s = reach_shrink(g, labelled, query, 8)
+    assert s[0] > 0.85 and s[1] < 0.25
+
+
+def test_spatial_blocks_stage2_stays_with_ridge_where_the_labels_are_far():
+    """Under spatial-blocks folds the interpolation of far labels is poor; the stack must not lean on it
+    more than the inner (spatial) splits justify: stage 2 within 0.01 of Ridge, when the embedding is good."""
+    from topt_core.prompt.train import fit_predict
+
+    rng = np.random.default_rng(11)
+    n = 400
+    xy = rng.uniform(0, 12_000, (n, 2))
+    emb = rng.normal(size=(n, 10))
+    y = 20 + 3 * emb[:, 0] + 2 * emb[:, 1] + np.sin(xy[:, 0] / 2500) + 0.5 * rng.normal(size=n)
+    cfg = PromptConfig(protocol="spatial-blocks", folds=10, device="cpu", seed=4, use_text=False)
+    out = fit_predict(emb, np.zeros((n, 0, 0)), y, cfg, coords=xy)
+    assert r2(y, out["oof"]) >= r2(y, out["ridge_oof"]) - 0.01

@@ -19,7 +19,9 @@ signal the others lack, and each can be switched off (``PromptConfig.use_*``) fo
   neighbourhood, which no embedding of the inputs can know. The residuals are taken on the scale the
   route was fitted on (log1p or original) and winsorised at the 10th/90th percentile of the training
   residuals, so one extreme region (a fifth of a city's check-ins) cannot carry its own misfit to
-  its neighbours; the inverse-distance weights shrink it with distance.
+  its neighbours; and shrunk with the distance of the labelled neighbourhood (``reach_shrink``), so
+  labels kilometres away do not speak for a region inside an unlabelled area. The interpolation
+  route shrinks toward the training mean the same way.
 
 Each route runs on the original scale and, for targets >= 0, on log1p (back-transformed). For
 every outer fold (and the final model) the inner splits of its training rows give out-of-fold
@@ -86,10 +88,11 @@ def _transform(kind):
     return (lambda z: z), (lambda z: z)
 
 
-def neighbour_weights(coords, labelled_rows, query_rows, k: int):
+def neighbour_weights(coords, labelled_rows, query_rows, k: int, with_reach: bool = False):
     """For each query row, its k nearest labelled rows (itself excluded) and inverse-distance weights.
 
-    Returns (idx (Q, k) positions into labelled_rows, w (Q, k) summing to 1 per row)."""
+    Returns (idx (Q, k) positions into labelled_rows, w (Q, k) summing to 1 per row); ``with_reach``:
+    also (Q,) the weighted mean distance to those neighbours (how far the labelled neighbourhood is)."""
     from scipy.spatial import cKDTree
 
     c = np.asarray(coords, dtype=np.float64)
@@ -112,7 +115,23 @@ def neighbour_weights(coords, labelled_rows, query_rows, k: int):
     scale = np.median(dist[np.isfinite(dist)]) if np.isfinite(dist).any() else 1.0
     w = np.where(np.isfinite(dist), 1.0 / (dist + 0.5 * scale + 1e-9), 0.0)
     w = w / np.maximum(w.sum(1, keepdims=True), 1e-12)
+    if with_reach:
+        return idx, w, (np.where(np.isfinite(dist), dist, 0.0) * w).sum(1)
     return idx, w
+
+
+def reach_shrink(coords, a, b, k: int):
+    """(idx, w, s) for query rows ``b`` over labelled rows ``a``: s (Q,) in (0, 1] shrinks the labelled
+    neighbourhood's say with its distance: 1 where the nearest labels are as close as they are among the
+    labelled regions themselves, falling as L / d beyond. A region deep inside an
+    unlabelled area (a spatial-blocks test fold, a new district) then keeps its route's own prediction
+    instead of the residuals of labels kilometres away. ("As close" allows twice the median: under
+    random folds the term is then whole almost everywhere.)"""
+    idx, w, d_b = neighbour_weights(coords, a, b, k, with_reach=True)
+    _, _, d_a = neighbour_weights(coords, a, a, k, with_reach=True)
+    typical = 2.0 * float(np.median(d_a)) if len(d_a) else 0.0
+    s = np.where(d_b > typical, typical / np.maximum(d_b, 1e-9), 1.0) if typical > 0 else np.ones(len(b))
+    return idx, w, s
 
 
 class Candidates:
@@ -138,11 +157,12 @@ class Candidates:
         out = {}
         nb_idx = nb_w = None
         if self.config.use_neighbours or self.config.use_interpolation:
-            nb_idx, nb_w = neighbour_weights(self.coords, a, b, self.config.neighbours_k)
+            nb_idx, nb_w, reach = reach_shrink(self.coords, a, b, self.config.neighbours_k)
         if self.config.use_interpolation:
             for t in self.transforms:
                 fwd, inv = _transform(t)
-                p = inv((fwd(self.y[a])[nb_idx] * nb_w).sum(1))
+                ya = fwd(self.y[a])
+                p = inv(ya.mean() + reach * ((ya[nb_idx] * nb_w).sum(1) - ya.mean()))
                 p = np.clip(p, 0, None) if clip else p
                 alphas = self.alphas if alpha_for is None else (alpha_for[("interpolation", t, False)],)
                 for alpha in alphas:                      # no penalty: the same for every alpha
@@ -162,7 +182,7 @@ class Candidates:
                     if self.config.use_neighbours:
                         resid = ya - m.predict(x[a])          # in-sample, training rows only, on the fitted scale
                         lo, hi = np.percentile(resid, RESIDUAL_CLIP) if len(resid) > 1 else (resid.min(), resid.max())
-                        q = inv(zb + (np.clip(resid, lo, hi)[nb_idx] * nb_w).sum(1))
+                        q = inv(zb + reach * (np.clip(resid, lo, hi)[nb_idx] * nb_w).sum(1))
                         out[(route, t, True, alpha)] = np.clip(q, 0, None) if clip else q
         return out
 
