@@ -114,7 +114,8 @@ class SrelConfig(_ConfigMixin):
     poi_weight: float = 1.0
     landuse_weight: float = 1.0
     extra_weight: float = 1.0
-    geometry_view: bool = True          # derived views (views/derived.py): the polygon's area, perimeter, compactness
+    geometry_view: str = "auto"         # derived views (views/derived.py): the polygon's area, perimeter, compactness
+                                        # "auto" (like context: on when the median region has < 10 POIs) | "on" | "off"
     context_view: str = "auto"          # ... and the POI / land-use density over the 8, 32, 128 nearest regions:
                                         # "auto" (on when the median region has < 10 POIs) | "on" | "off"
     geometry_weight: float = 1.0
@@ -153,6 +154,7 @@ class SrelConfig(_ConfigMixin):
         _check(self.lr > 0, f"SrelConfig.lr must be > 0, got {self.lr}.")
         _one_of("SrelConfig", "attention", self.attention, ATTENTION_MODES)
         _one_of("SrelConfig", "context_view", self.context_view, ("auto", "on", "off", True, False))
+        _one_of("SrelConfig", "geometry_view", self.geometry_view, ("auto", "on", "off", True, False))
         _check(self.knn >= 1, f"SrelConfig.knn must be >= 1, got {self.knn}.")
         _check(self.distance_buckets >= 2, f"SrelConfig.distance_buckets must be >= 2, got {self.distance_buckets}.")
         _check(self.distance_kernels >= 1, f"SrelConfig.distance_kernels must be >= 1, got {self.distance_kernels}.")

@@ -40,7 +40,7 @@ def test_manifest_content(saved):
     from topt_core.config import SrelConfig
 
     want = [v.name for v in views.model_inputs(tiny_data(), SrelConfig())]
-    assert want[:5] == ["poi", "landuse", "mobility", "extra", "geometry"]      # + context when its POIs are sparse
+    assert want[:4] == ["poi", "landuse", "mobility", "extra"]          # + geometry, context when its POIs are sparse
     assert s["views"] == want and s["n_regions"] == 24
     assert s["poi_categories"][0] == "cat0" and s["crs"] == "EPSG:32618"
     assert set(man["files"]) == {"model.safetensors", "region_data.safetensors"}
@@ -160,7 +160,7 @@ def test_model_folder_from_before_the_derived_views_loads_and_embeds_the_same(tm
     lists only the user's views) still loads and gives the same embeddings: the derived views that new
     data offers are ignored by a model that never read them."""
     data = tiny_data()
-    r = train_srel(data, FAST.replace(geometry_view=False, context_view=False))
+    r = train_srel(data, FAST.replace(geometry_view="off", context_view="off"))
     folder = save_model(r, tmp_path / "old", data=data)
     man = json.loads((folder / "config.json").read_text())
     cfg = man["config"]
@@ -169,6 +169,6 @@ def test_model_folder_from_before_the_derived_views_loads_and_embeds_the_same(tm
     assert man["input_schema"]["views"] == ["poi", "landuse", "mobility", "extra"]
     (folder / "config.json").write_text(json.dumps(man))
     m = load_model(folder)
-    assert m.config.geometry_view is True                  # the new default, yet the model reads no geometry
+    assert m.config.geometry_view == "auto"               # the new default, yet the model reads no geometry
     assert [v.name for v in m.view_units] == ["poi", "landuse", "mobility", "extra"]
     np.testing.assert_array_equal(embed(m, data), r.embeddings)

@@ -22,7 +22,8 @@ def test_every_view_subset_trains(views):
     assert np.isfinite(r.embeddings).all() and r.embeddings.std() > 0
     assert len(r.history) == r.epochs_run == FAST.epochs and all(np.isfinite(r.history))
     own = [v for v in ("poi", "landuse", "mobility", "extra") if v in views]
-    derived = ["geometry"] + (["context"] if "poi" in views and np.median(data.poi_counts.sum(1)) < 10 else [])
+    sparse = "poi" not in views or np.median(data.poi_counts.sum(1)) < 10
+    derived = (["geometry"] if sparse else []) + (["context"] if "poi" in views and sparse else [])
     assert isinstance(r.model, SrelModel) and r.model.views == own + derived
 
 

@@ -36,7 +36,7 @@ def test_registry_lists_the_built_in_views_in_order():
     assert views.names() == ["poi", "landuse", "mobility", "extra", "geometry", "context"]
     data = tiny_data().validate()
     assert [v.name for v in views.present(data)] == ["poi", "landuse", "mobility", "extra"]   # the user's views
-    on = SrelConfig(context_view="on")
+    on = SrelConfig(context_view="on", geometry_view="on")
     assert [v.name for v in views.model_inputs(data, on)] == ["poi", "landuse", "mobility", "extra", "geometry",
                                                              "context"]
     off = SrelConfig(geometry_view=False, context_view="off")
@@ -53,8 +53,9 @@ def test_context_view_auto_follows_how_sparse_the_pois_are():
     dense = data.subset(np.arange(data.n))
     dense.poi_counts = data.poi_counts + 20.0
     names = lambda d: [v.name for v in views.model_inputs(d, SrelConfig())]  # noqa: E731
-    assert "context" in names(sparse) and "context" not in names(dense)
-    assert "context auto" in views.derived_note(sparse, SrelConfig()) and "adds" in views.derived_note(sparse, SrelConfig())
+    assert "context" in names(sparse) and "geometry" in names(sparse)
+    assert "context" not in names(dense) and "geometry" not in names(dense)
+    assert "(sparse)" in views.derived_note(sparse, SrelConfig()) and "(dense)" in views.derived_note(dense, SrelConfig())
 
 
 def roads_files(folder, n=24, seed=0):

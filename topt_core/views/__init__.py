@@ -56,6 +56,6 @@ def derived_note(data, config) -> str:
 
     used = [v.label.lower() for v in REGISTRY if v.derived and v.enabled(config, data) and v.present(data)]
     note = f"Derived views: {', '.join(used) if used else 'none'}"
-    if getattr(config, "context_view", None) == "auto":
-        note += f" (context auto: {CONTEXT.why(data)})"
+    if "auto" in (getattr(config, "context_view", None), getattr(config, "geometry_view", None)):
+        note += f" (auto: {CONTEXT.why(data)})"
     return note + "."

@@ -93,6 +93,11 @@ class GeometryView(DerivedView):
     name, label, facet_rank = "geometry", "Region geometry", 45
     columns_label, config_switch = "geometry measures", "geometry_view"
 
+    def auto_on(self, data) -> bool:
+        """With dense POIs a region's counts already say how big it is (Manhattan: the view cost 0.01 R² on
+        311 calls, held-out seeds); with sparse ones its polygon is the only measure of size it has."""
+        return data.poi_counts is None or CONTEXT.auto_on(data)
+
     def compute(self, data):
         x = context.geometry_features(data.areas, data.perimeters)
         names = ["log_area_km2", "log_perimeter_km", "compactness"][:x.shape[1]]
@@ -119,13 +124,14 @@ class ContextView(DerivedView):
         return x is not None and float(np.median(np.asarray(x).sum(1))) < self.sparse_below
 
     def why(self, data) -> str:
-        """One line for the log: why the context view is (not) used under ``auto``."""
+        """One line for the log: why the derived views are (not) used under ``auto``."""
         if data.poi_counts is None:
-            return "no POIs: no context view"
+            return "no POIs: the polygon's measures stand in for the size a POI count would give"
         med = float(np.median(np.asarray(data.poi_counts).sum(1)))
-        verb = "adds" if med < self.sparse_below else "is left out (dense POIs)"
-        return (f"median {med:g} POIs per region: the context view {verb}"
-                + (" POI densities over the 8, 32 and 128 nearest regions" if med < self.sparse_below else ""))
+        if med < self.sparse_below:
+            return (f"median {med:g} POIs per region (sparse): the polygon's measures and the POI densities over the "
+                    "8, 32 and 128 nearest regions are added")
+        return f"median {med:g} POIs per region (dense): they carry the region's size and mix themselves"
 
     def compute(self, data):
         from . import get
@@ -146,5 +152,5 @@ class ContextView(DerivedView):
         return np.concatenate(cols, axis=1), names
 
 
-GEOMETRY = GeometryView()
 CONTEXT = ContextView()
+GEOMETRY = GeometryView()
