@@ -227,7 +227,7 @@ def choose_group(cands: Candidates, tr, splits, extra_inner=None, base_alpha: fl
             inner.setdefault(key, np.zeros(len(tr)))[iva] = p
     alpha_for, cols = {}, {}
     for key in cands.keys():
-        best = min(cands.alphas, key=lambda al: (np.mean((inner[key + (al,)] - y[tr]) ** 2), -al))
+        best = choose_alpha([inner[key + (al,)] for al in cands.alphas], y[tr], splits, cands.alphas, base_alpha)
         alpha_for[key] = best
         cols[key] = inner[key + (best,)]
     cols.update(extra_inner or {})
@@ -272,6 +272,21 @@ def _guard(weights, cols, honest, yt, seen):
     out = {k: (1 - share) * w for k, w in weights.items()}
     out[best] = out.get(best, 0.0) + share
     return out, float(share), best
+
+
+def choose_alpha(preds, yt, splits, alphas, default: float = 1.0):
+    """The Ridge penalty of one candidate: the default (the published alpha) unless another beats it on
+    the inner splits by more than one standard error of the paired per-split difference. A plain argmin
+    over a few inner splits picks a 30-100x penalty on some spatial folds and loses 0.08 R² to the
+    default on Chicago tracts; the rule keeps the choice where the evidence is."""
+    per = np.array([[np.mean((p[iva] - yt[iva]) ** 2) for _, iva in splits] for p in preds])   # (alphas, splits)
+    alphas = list(alphas)
+    best = min(range(len(alphas)), key=lambda i: (per[i].mean(), -alphas[i]))
+    if default not in alphas or per.shape[1] < 2:
+        return alphas[best]
+    d = per[best] - per[alphas.index(default)]
+    se = d.std(ddof=1) / np.sqrt(len(d))
+    return alphas[best] if d.mean() < -se else default
 
 
 def combine(cands: Candidates, a, b, alpha_for, weights, extra=None):
