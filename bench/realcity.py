@@ -243,7 +243,8 @@ def run_city(name, spec, seeds, schemes, variants, stage2, log, config_over, sav
                 runs[target].setdefault(m, []).append(v)
             log(f"  seed {seed} {target}: " + ", ".join(f"{m} {v['random']['r2']:.3f}/{v.get('spatial-blocks', v['random'])['r2']:.3f}"
                                                         for m, v in res.items()))
-    out = {t: {m: summarise(v) for m, v in ms.items()} for t, ms in runs.items()}
+    out = {t: {m: (stage2_summary(v) if m == "stage2" else summarise(v)) for m, v in ms.items()}
+           for t, ms in runs.items()}
     return out, info, {k: float(np.mean(v)) for k, v in seconds.items()}
 
 
@@ -260,6 +261,46 @@ def markdown(results) -> str:
                      for m in methods]
             lines.append(f"| {t} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+BASELINES = ("raw", "raw+geometry", "contextual")
+
+
+def targets_table(results) -> str:
+    """The issues' checks per city x target: SREL against the best label-free baseline, stage 2 against
+    max(Ridge on the embedding, label interpolation) on the same folds; random / spatial-blocks."""
+    lines = ["| city | target | best label-free baseline | SREL (before: no derived views) | SREL − best | "
+             "stage 2 | max(Ridge on SREL, kNN) | stage 2 − max |", "|---|---|---|---|---|---|---|---|"]
+    gains = {"srel": [], "stage2": []}
+    for city, targets in results["cities"].items():
+        for t, ms in targets.items():
+            cells = []
+            for scheme in results["folds"]:
+                best = max(ms[b][scheme]["r2"] for b in BASELINES)
+                srel = ms["srel"][scheme]["r2"]
+                old = ms.get("srel:no-derived", {}).get(scheme, {}).get("r2", float("nan"))
+                cells.append((best, srel, old))
+            row = [f"{c[0]:.3f}" for c in cells], [f"{c[1]:.3f} ({c[2]:.3f})" for c in cells], \
+                [f"{c[1] - c[0]:+.3f}" for c in cells]
+            gains["srel"].append(cells[0][1] - cells[0][0])
+            s2 = ms.get("stage2")
+            if s2:
+                runs = [(s2[sc]["r2"], max(s2[sc]["ridge_r2"], s2[sc]["knn_r2"])) for sc in results["folds"]]
+                row += ([f"{a:.3f}" for a, _ in runs], [f"{b:.3f}" for _, b in runs], [f"{a - b:+.3f}" for a, b in runs])
+                gains["stage2"].append(runs[0][0] - runs[0][1])
+            lines.append(f"| {city} | {t} | " + " | ".join(" / ".join(c) for c in row) + " |")
+    lines.append("")
+    lines.append(f"Mean over cells, random folds: SREL − best label-free baseline {np.mean(gains['srel']):+.3f}"
+                 + (f"; stage 2 − max(Ridge, kNN) {np.mean(gains['stage2']):+.3f}" if gains["stage2"] else "") + ".")
+    return "\n".join(lines)
+
+
+def stage2_summary(per_seed):
+    out = {}
+    for scheme in per_seed[0]:
+        out[scheme] = {k: float(np.mean([r[scheme][k] for r in per_seed])) for k in per_seed[0][scheme]}
+    out["r2"], out["mae"] = out["random"]["r2"], out["random"]["mae"]
+    return out
 
 
 def main(argv=None) -> int:
@@ -299,6 +340,8 @@ def main(argv=None) -> int:
         results["cities"][name], results["inputs"][name], results["train_seconds"][name] = res, info, secs
     results.update(wall_seconds=time.time() - t0, peak_rss_mb=peak_rss_mb(), loadavg_after=list(os.getloadavg()))
     print(markdown(results))
+    print()
+    print(targets_table(results))
     print(f"\nwall {results['wall_seconds']:.0f} s, load {load0[0]:.2f} -> {results['loadavg_after'][0]:.2f}, "
           f"SREL train s per seed: {results['train_seconds']}")
     if args.json:
