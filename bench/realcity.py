@@ -241,6 +241,12 @@ def run_city(name, spec, seeds, schemes, variants, stage2, log, config_over, sav
                                         "coverage": out.coverage}
             for m, v in res.items():
                 runs[target].setdefault(m, []).append(v)
+        if save_dir:                                   # what is done so far survives an interrupted run
+            done = {t: {m: (stage2_summary(v) if m == "stage2" else summarise(v)) for m, v in ms.items()}
+                    for t, ms in runs.items() if ms}
+            (Path(save_dir) / f"{name}_partial.json").write_text(json.dumps(
+                {"seeds_done": seeds[:seeds.index(seed) + 1], "cities": {name: done}, "inputs": {name: info}},
+                indent=1))
             log(f"  seed {seed} {target}: " + ", ".join(f"{m} {v['random']['r2']:.3f}/{v.get('spatial-blocks', v['random'])['r2']:.3f}"
                                                         for m, v in res.items()))
     out = {t: {m: (stage2_summary(v) if m == "stage2" else summarise(v)) for m, v in ms.items()}
@@ -314,7 +320,22 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None)
     p.add_argument("--save-emb", default=None, help="folder to save each embedding in (<city>_<variant>_<seed>.npy)")
     p.add_argument("--load-emb", default=None, help="folder of saved embeddings to reuse instead of training")
+    p.add_argument("--report", nargs="+", default=None, metavar="JSON",
+                   help="print the tables of earlier runs' JSON files (merged) and exit")
     args = p.parse_args(argv)
+    if args.report:
+        merged = None
+        for f in args.report:
+            r = json.loads(Path(f).read_text())
+            if merged is None:
+                merged = r
+            else:
+                for k in ("cities", "inputs", "train_seconds"):
+                    merged[k].update(r[k])
+        print(markdown(merged))
+        print()
+        print(targets_table(merged))
+        return 0
     sys.path.insert(0, str(ROOT))
     from bench.manhattan import parse_seeds, peak_rss_mb
 
