@@ -138,13 +138,10 @@ def ridge_oof(x, y, folds, clip, standardise=True):
 
 
 def knn_oof(coords, y, folds, k=KNN_K):
-    from topt_core.prompt.stack import neighbour_weights
+    """Label interpolation on the folds: the same function stage 2 reports as its second baseline."""
+    from topt_core.prompt.train import interpolation_oof
 
-    oof = np.full(len(y), np.nan)
-    for tr, te in folds:
-        idx, w = neighbour_weights(coords, tr, te, k)
-        oof[te] = (y[tr][idx] * w).sum(1)
-    return oof
+    return interpolation_oof(coords, y, folds, k)
 
 
 def score(y, oof, rows):
