@@ -98,3 +98,12 @@ def check_canceled(reporter: ProgressReporter | None) -> None:
 
 def ensure_reporter(reporter: ProgressReporter | None) -> ProgressReporter:
     return reporter if reporter is not None else NullReporter()
+
+
+def eta_words(seconds: float) -> str:
+    """'about 4 min', 'about 1.5 h', 'under a minute': the time left, in words, for progress texts."""
+    if seconds < 60:
+        return "under a minute"
+    if seconds < 5400:
+        return f"about {seconds / 60:.0f} min"
+    return f"about {seconds / 3600:.1f} h"

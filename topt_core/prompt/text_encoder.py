@@ -61,12 +61,10 @@ def _text_config(cfg: dict) -> dict:
 
 
 def eta_words(seconds: float) -> str:
-    """'about 4 min left', 'under a minute left', 'about 1.5 h left'."""
-    if seconds < 60:
-        return "under a minute left"
-    if seconds < 5400:
-        return f"about {seconds / 60:.0f} min left"
-    return f"about {seconds / 3600:.1f} h left"
+    """'about 4 min left', 'under a minute left', 'about 1.5 h left' (``progress.eta_words`` + "left")."""
+    from ..progress import eta_words as words
+
+    return f"{words(seconds)} left"
 
 
 class EtaText:

@@ -20,7 +20,7 @@ from ..config import SrelConfig, resolve_restarts, upgrade_srel_settings
 from ..device import DeviceChoice, cpu_threads, resolve_device, torch_threads
 from ..errors import ToptCheckpointError, ToptConfigError
 from ..files import atomic_file
-from ..progress import check_canceled, ensure_reporter
+from ..progress import check_canceled, ensure_reporter, eta_words
 from . import modes
 from .inputs import build_inputs, check_schema, fit_preprocessing, input_schema
 from .losses import build_targets, srel_loss
@@ -79,15 +79,6 @@ def _threads(config: SrelConfig, device: str, n: int):
 
 
 # -- training ------------------------------------------------------------------------------------
-
-def eta_words(seconds: float) -> str:
-    """'about 4 min', 'about 1.5 h', 'under a minute'."""
-    if seconds < 60:
-        return "under a minute"
-    if seconds < 5400:
-        return f"about {seconds / 60:.0f} min"
-    return f"about {seconds / 3600:.1f} h"
-
 
 def member_seed(seed: int, k: int) -> int:
     """Seed of restart ``k``: the config's seed for the first, a SeedSequence draw for the others."""
