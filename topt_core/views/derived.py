@@ -42,7 +42,8 @@ class DerivedView(TableView):
                                                                        "poi_counts", "landuse"))
         cache = data.__dict__.setdefault("_derived_cache", {})
         if key not in cache:
-            cache.clear() if len(cache) > 8 else None
+            if len(cache) > 8:                       # inputs replaced many times: drop the stale entries
+                cache.clear()
             cache[key] = self.compute(data)
         return cache[key]
 
