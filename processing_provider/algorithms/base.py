@@ -317,6 +317,12 @@ class ToptAlgorithm(QgsProcessingAlgorithm):
         self.check_destinations(parameters, context)
         from topt_core.errors import ToptCancelled, ToptError
 
+        from ..feedback import FeedbackReporter
+        from ..native_blas import warning as blas_warning
+        slow_blas = blas_warning()
+        if slow_blas:
+            FeedbackReporter(feedback).warning(self.tr(slow_blas))
+
         try:
             return self.execute(parameters, context, feedback)
         except QgsProcessingException:
