@@ -9,14 +9,15 @@ Protocol
   Chicago/SF benchmarks leave regions with 0 check-ins out of the check-in task, as published.
 * Target scale (``auto``): every route runs on the original scale and, for targets >= 0, on
   log1p; the stacking weights (inner splits) decide how much each counts.
-* Inside each outer training fold, a shuffled ``config.inner_splits``-fold partition gives the
-  inner train/validation splits (``inner_splits=1``: one hold-out of ``inner_val_fraction``). Heads are trained on the inner training part for every
-  learning rate in ``config.lr * config.lr_multipliers``; the validation MSE (original units,
-  negatives clipped when the target is non-negative) is recorded every ``config.eval_every``
-  epochs, epoch 0 (= the Ridge solution) included. A head stops early when its own
-  validation MSE has not improved for ``config.patience`` epochs. (lr, epochs) is chosen by a
-  paired one-standard-error rule against the Ridge start (``choose``): the head only leaves the
-  Ridge solution when the inner splits agree that it helps.
+* Inside each outer training fold, the inner train/validation splits (``selection.py``: a shuffled
+  ``config.inner_splits``-fold partition, ``inner_splits=1``: one hold-out of ``inner_val_fraction``;
+  spatial blocks under the spatial-blocks protocol). Heads (``head_train.py``) are trained on the
+  inner training part for every learning rate in ``config.lr * config.lr_multipliers``; the
+  validation MSE (original units, negatives clipped when the target is non-negative) is recorded
+  every ``config.eval_every`` epochs, epoch 0 (= the Ridge solution) included. A head stops early
+  when its own validation MSE has not improved for ``config.patience`` epochs. (lr, epochs) is
+  chosen by a paired one-standard-error rule against the Ridge start (``selection.choose``): the
+  head only leaves the Ridge solution when the inner splits agree that it helps.
 * Then one head is refit on the whole outer training fold with the chosen lr for the chosen
   number of epochs and predicts the outer test fold.
 * Selection heads never receive the outer test rows at all (their inputs are gathered from
@@ -28,210 +29,22 @@ Protocol
 
 Targets: standardised with training-row mean/std, on the original scale or after ``log1p``
 (``auto`` keeps log1p only where the inner splits show it lowers the error in original units:
-exponentiating extrapolated log predictions can hurt, as on Manhattan). Loss: full-batch MSE + the Ridge penalty on the linear part (so the
-Ridge start is a stationary point of it); optimiser: Adam (``BatchedAdam``).
-Determinism: all randomness comes from per-head generators seeded from ``config.seed`` (initial
-weights and dropout masks), so the same inputs give identical outputs on the CPU; a head's random draws do not depend on which other
-heads share its batch (results then agree up to floating-point summation order).
+exponentiating extrapolated log predictions can hurt, as on Manhattan). The head's loss, optimiser
+and determinism: ``head_train.py``; every seed derives from ``config.seed`` (``selection.head_seed``,
+``selection.inner_split_seed``), so the same inputs give identical outputs on the CPU.
+
+Layout: this module orchestrates (``fit_predict``: folds, routes, the stack); ``selection.py`` holds
+the selection rule and the inner splits; ``head_train.py`` trains the heads.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..config import PromptConfig
 from ..errors import ToptConfigError, ToptDataError
 from ..progress import check_canceled, ensure_reporter
-
-MAX_CHUNK_ELEMS = 40_000_000   # floats per training chunk (heads x rows x keys x width), bounds memory
-
-
-@dataclass
-class Member:
-    """One head to train. ``rows``: global row indices it sees; ``train``/``val``: positions in ``rows``."""
-
-    group: int               # outer fold index, or -1 for the final model
-    phase: str               # "select" or "refit"
-    inner: int               # inner split index (select) or -1
-    lr: float
-    epochs: int              # select: the maximum; refit: the chosen number
-    rows: np.ndarray
-    train: np.ndarray
-    val: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    seed: int = 0
-
-
-def _inner_splits(n: int, n_splits: int, frac: float, seed: int):
-    """Positions (train, val) inside an outer training fold of ``n`` rows.
-
-    ``n_splits >= 2``: a shuffled ``n_splits``-fold partition (every row validated once; ``frac`` unused);
-    ``n_splits == 1``: one random hold-out of ``frac`` of the rows."""
-    perm = np.random.default_rng(seed).permutation(n)
-    if n_splits == 1:
-        n_val = int(min(max(1, round(frac * n)), n - 2))
-        return [(np.sort(perm[n_val:]), np.sort(perm[:n_val]))]
-    k = min(n_splits, n // 2)
-    parts = np.array_split(perm, k)
-    return [(np.sort(np.concatenate(parts[:i] + parts[i + 1:])), np.sort(parts[i])) for i in range(k)]
-
-
-def _prep_member(m: Member, emb, text, ytr, alpha, rank):
-    """Inputs of one head from its own training rows only: standardised x, PCA'd texts, scaled targets, Ridge init."""
-    from sklearn.linear_model import Ridge
-
-    rows, tr = m.rows, m.train
-    X = emb[rows]
-    Xtr = X[tr]
-    mu = Xtr.mean(0)
-    sd = Xtr.std(0)
-    sd[sd < 1e-12] = 1.0
-    xs = (X - mu) / sd
-    T = text[rows]                                  # (R, F, Dt)
-    R, Fn, Dt = T.shape
-    Ttr = T[tr].reshape(-1, Dt)
-    tmu = Ttr.mean(0)
-    tsd = Ttr.std(0)
-    tsd[tsd < 1e-6] = 1.0
-    Z = (T.reshape(-1, Dt) - tmu) / tsd
-    if rank and rank < Dt:
-        Ztr = (Ttr - tmu) / tsd
-        _, _, vt = np.linalg.svd(Ztr, full_matrices=False)
-        k = min(rank, vt.shape[0])
-        Z = Z @ vt[:k].T
-        scale = float(np.sqrt(np.mean((Ztr @ vt[:k].T) ** 2))) or 1.0
-        Z = Z / scale
-    t = Z.reshape(R, Fn, -1)
-    y = ytr[rows[tr]]
-    ym, ys = float(y.mean()), float(y.std()) or 1.0
-    ridge = Ridge(alpha=alpha).fit(Xtr, y)            # the published protocol, on raw embeddings
-    w = ridge.coef_.reshape(-1)
-    wx = w * sd / ys
-    b = (float(ridge.intercept_) + float(mu @ w) - ym) / ys
-    # Ridge penalty alpha*|w|^2 / n in the head's units (w = wx * ys / sd): with it the linear part's
-    # gradient is exactly 0 at the Ridge solution, so training cannot drift towards least squares.
-    pen = (alpha / len(tr)) / (sd ** 2)
-    return (xs.astype(np.float32), t.astype(np.float32), ym, ys, wx.astype(np.float32), np.float32(b),
-            pen.astype(np.float32))
-
-
-def _needs_eval(ep, chunk, every):
-    if ep % every == 0 and any(m.phase == "select" for _, m in chunk):
-        return True
-    return any(ep == m.epochs for _, m in chunk)
-
-
-def train_members(members, emb, text, ytr, yraw, inverse, clip, config: PromptConfig, reporter=None,
-                  progress=(0.0, 100.0), chunk_seed: int = 0, device: str = "cpu"):
-    """Train heads. Returns (curves {i: (epochs, val mse)} for select heads, preds {i: (R,)} for refit heads)."""
-    from ..device import torch_threads
-
-    curves, preds = {}, {}
-    if not members:
-        return curves, preds
-    with torch_threads(_head_threads(members, text, config) if device == "cpu" else None):
-        _train_chunks(members, emb, text, ytr, yraw, inverse, clip, config, reporter, progress, chunk_seed,
-                      device, curves, preds)
-    return curves, preds
-
-
-SMALL_WORK = 8_000_000   # below this many activation floats per step, one CPU thread is fastest
-
-
-def _head_threads(members, text, config) -> int:
-    """Threads for head training (``device.cpu_threads``): one for small problems, load-aware otherwise."""
-    from ..device import cpu_threads
-
-    work = len(members) * max(len(m.rows) for m in members) * text.shape[1] * config.heads * config.head_dim
-    return cpu_threads(config.threads, small=work < SMALL_WORK, load_aware=True)
-
-
-def _train_chunks(members, emb, text, ytr, yraw, inverse, clip, config, reporter, progress, chunk_seed, device,
-                  curves, preds):
-    import torch
-
-    from .head import BatchedAdam, EnsembleHead
-
-    Fn = text.shape[1]
-    rank = min(config.text_rank or text.shape[2], text.shape[2])
-    width = Fn * max(rank, config.heads * config.head_dim) * 4
-    R_all = max(len(m.rows) for m in members)
-    per = max(1, int(MAX_CHUNK_ELEMS // max(R_all * width, 1)))
-    items = list(enumerate(members))
-    chunks = [items[i:i + per] for i in range(0, len(items), per)]
-    total = sum(max(m.epochs for _, m in c) + 1 for c in chunks)
-    done = 0
-    for ci, chunk in enumerate(chunks):
-        E = len(chunk)
-        R = max(len(m.rows) for _, m in chunk)
-        prepped = [_prep_member(m, emb, text, ytr, config.ridge_alpha, config.text_rank) for _, m in chunk]
-        r = prepped[0][1].shape[2]
-        X = np.zeros((E, R, emb.shape[1]), np.float32)
-        T = np.zeros((E, R, Fn, r), np.float32)
-        Y = np.zeros((E, R), np.float32)
-        W = np.zeros((E, R), np.float32)
-        for j, ((_, m), (xs, t, ym, ys, *_)) in enumerate(zip(chunk, prepped)):
-            n = len(m.rows)
-            X[j, :n], T[j, :n] = xs, t
-            Y[j, m.train] = (ytr[m.rows[m.train]] - ym) / ys
-            W[j, m.train] = 1.0 / len(m.train)
-        scale = np.array([[p[2], p[3]] for p in prepped], np.float64)       # (E, 2): target mean, std
-        P = torch.from_numpy(np.stack([p[6] for p in prepped])).to(device)  # (E, D) ridge penalty weights
-        head = EnsembleHead(E, emb.shape[1], r, config.heads, config.head_dim, config.task_tokens,
-                            config.dropout, seeds=[m.seed for _, m in chunk],
-                            final_w_x=np.stack([p[4] for p in prepped]),
-                            final_b=np.array([p[5] for p in prepped])).to(device)
-        opt = BatchedAdam(head.parameters(), torch.tensor([m.lr for _, m in chunk], device=device),
-                          decayed=head.decayed(), weight_decay=config.weight_decay)
-        Xt, Tt, Yt, Wt = (torch.from_numpy(a).to(device) for a in (X, T, Y, W))
-        max_ep = max(m.epochs for _, m in chunk)
-        evals = {j: ([], [], []) for j in range(E)}      # epochs, validation MSE, validation predictions
-        best = {j: (np.inf, 0) for j, (_, m) in enumerate(chunk) if m.phase == "select"}
-        stopped = {j: None for j in best}       # early stop per head, from its own validation curve only
-        gen = [torch.Generator(device=device).manual_seed(m.seed * 7 + 3) for _, m in chunk]   # dropout, per head
-
-        def evaluate(epoch):
-            head.eval()
-            with torch.no_grad():
-                out = head(Xt, Tt).double().cpu().numpy()
-            head.train()
-            y = inverse(out * scale[:, 1:2] + scale[:, 0:1])
-            if clip:
-                y = np.clip(y, 0.0, None)
-            for j, (idx, m) in enumerate(chunk):
-                if m.phase == "select":
-                    if stopped[j] is None and (epoch % config.eval_every == 0 or epoch == m.epochs):
-                        mse = float(np.mean((y[j, m.val] - yraw[m.rows[m.val]]) ** 2))
-                        evals[j][0].append(epoch)
-                        evals[j][1].append(mse)
-                        evals[j][2].append(y[j, m.val].copy())
-                        if mse < best[j][0] - 1e-12:
-                            best[j] = (mse, epoch)
-                        if epoch - best[j][1] >= config.patience or epoch >= m.epochs:
-                            stopped[j] = epoch
-                elif epoch == m.epochs:
-                    preds[idx] = y[j, :len(m.rows)].copy()
-
-        head.train()
-        evaluate(0)
-        for ep in range(1, max_ep + 1):
-            if stopped and all(v is not None for v in stopped.values()):
-                break
-            if ep % 5 == 0:
-                check_canceled(reporter)
-            opt.zero_grad()
-            out = head(Xt, Tt, generator=gen)
-            loss = (((out - Yt) ** 2) * Wt).sum() + (P * head.wx ** 2).sum()
-            loss.backward()
-            opt.step()
-            if _needs_eval(ep, chunk, config.eval_every):
-                evaluate(ep)
-            if reporter is not None and ep % 10 == 0:
-                reporter.set_progress(progress[0] + (progress[1] - progress[0]) * (done + ep) / total)
-        done += max_ep + 1
-        for j, (idx, m) in enumerate(chunk):
-            if m.phase == "select":
-                curves[idx] = (np.array(evals[j][0]), np.array(evals[j][1]), evals[j][2])
+from .head_train import Member, train_members
+from .selection import choose, head_seed, inner_split_positions, select_members
 
 
 def _transform(kind):
@@ -243,79 +56,7 @@ def _transform(kind):
     raise ToptConfigError(f"PromptConfig.target_transform must be none or log1p, got {kind!r}.")
 
 
-def select_members(groups, config: PromptConfig, splits=None):
-    """Selection heads for each group (k, outer train rows, rows to predict): inner splits x learning rates."""
-    lrs = [config.lr * f for f in config.lr_multipliers]
-    out = []
-    for k, tr, _ in groups:
-        parts = splits[k] if splits is not None else _inner_splits(
-            len(tr), config.inner_splits, config.inner_val_fraction, config.seed + 7919 * (k + 2))
-        for s, (itr, iva) in enumerate(parts):
-            for li, lr in enumerate(lrs):
-                out.append(Member(k, "select", s, lr, config.epochs, rows=tr, train=itr, val=iva,
-                                  seed=config.seed * 100003 + (k + 2) * 1009 + s * 31 + li))
-    return out
-
-
-def choose(groups, select, curves, config: PromptConfig):
-    """Per group: (lr, epochs) by a paired one-standard-error rule on the inner validation MSE.
-
-    For every candidate, d_s(e) = mse_s(e) - mse_s(0) on inner split s (0 epochs = the Ridge start).
-    The best candidate minimises mean_s d(e); the chosen one is the fewest epochs whose mean d is within
-    one standard error (of the best candidate's d_s) of the best, so the head leaves the Ridge solution
-    only when the inner splits agree that it helps.
-    """
-    chosen = {}
-    for k, _, _ in groups:
-        cands = []                                       # (mean d, epochs, lr, se, mean mse, mean mse at 0)
-        for lr in [config.lr * f for f in config.lr_multipliers]:
-            idx = [i for i, m in enumerate(select) if m.group == k and m.lr == lr]
-            if not idx:
-                continue
-            L = min(len(curves[i][0]) for i in idx)     # the group's own early stop (shortest inner curve)
-            ep = curves[idx[0]][0][:L]
-            mse = np.array([curves[i][1][:L] for i in idx])          # (splits, L)
-            d = mse - mse[:, :1]
-            se = d.std(0, ddof=1) / np.sqrt(len(idx)) if len(idx) > 1 else np.zeros(L)
-            for j in range(L):
-                cands.append((float(d[:, j].mean()), int(ep[j]), lr, float(se[j]), float(mse[:, j].mean()),
-                              float(mse[:, 0].mean())))
-        cands = [c for c in cands if np.isfinite(c[0])]  # an empty inner validation split scores NaN
-        if not cands:                                    # no usable validation curve: stay at the Ridge start
-            chosen[k] = {"fold": k, "lr": config.lr, "epochs": 0, "val_rmse": float("nan"),
-                         "val_rmse_ridge": float("nan"), "best_epochs": 0}
-            continue
-        best = min(cands, key=lambda c: (c[0], c[1]))
-        limit = best[0] + (best[3] if np.isfinite(best[3]) else 0.0)
-        pick = min((c for c in cands if c[0] <= limit + 1e-12), key=lambda c: (c[1], c[0]))
-        chosen[k] = {"fold": k, "lr": pick[2], "epochs": pick[1], "val_rmse": float(np.sqrt(pick[4])),
-                     "val_rmse_ridge": float(np.sqrt(pick[5])), "best_epochs": best[1]}
-    return chosen
-
-
 SKEW_RATIO = 20.0     # "extreme tail": the largest label above this multiple of the 90th percentile (a warning)
-
-
-def inner_split_positions(groups, config: PromptConfig, coords=None) -> dict:
-    """Per group: the inner (train, val) positions into its training rows, shared by every route.
-
-    Shuffled K-fold (``config.inner_splits``); under the spatial-blocks protocol, spatial blocks of the
-    training rows, as many as make them the size of the outer blocks, so the choices are made the way
-    the outer figure is measured."""
-    from ..evaluate import protocol, spatial_block_folds
-
-    out = {}
-    for k, tr, _ in groups:
-        seed = config.seed + 7919 * (k + 2)
-        if protocol(config.protocol).spatial and coords is not None and config.inner_splits >= 2:
-            # inner blocks as large as the outer ones (outer folds - 1 over a training area that lacks one
-            # block): with fewer, larger inner blocks every choice is made for a harder extrapolation than
-            # the one scored (on Chicago tracts the inner splits then chose 30x the penalty: -0.19 R²)
-            blocks = max(config.inner_splits, config.outer_folds - 1)
-            out[k] = spatial_block_folds(np.asarray(coords)[tr], min(blocks, len(tr) // 2), seed)
-        else:
-            out[k] = _inner_splits(len(tr), config.inner_splits, config.inner_val_fraction, seed)
-    return out
 
 
 def use_head(config: PromptConfig, n_labelled: int) -> bool:
@@ -470,7 +211,7 @@ def _fit_groups(groups, emb, text, y, transform, clip, config, reporter, record,
         rest = np.setdiff1d(np.arange(n), tr)
         rows, train_pos = np.concatenate([tr, rest]), np.arange(len(tr))
         refit.append(Member(k, "refit", -1, chosen[k]["lr"], chosen[k]["epochs"], rows=rows, train=train_pos,
-                            seed=config.seed * 100003 + (k + 2) * 1009 + 7))
+                            seed=head_seed(config.seed, k, 7)))
     if record is not None:
         for m in refit:
             record.append({"group": m.group, "phase": m.phase, "inner": -1, "lr": m.lr, "epochs": m.epochs,
