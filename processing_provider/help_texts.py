@@ -7,6 +7,9 @@ a parameter.
 """
 
 ENUM_NOTE = "(qgis_process: the option's name, or its number from 0.)"
+# algorithms whose dialog holds every registered view's inputs (``base.add_view_parameters``): their help
+# lines come from the views' declarations (``topt_core/views/*.py`` ``sources``), not from here
+VIEW_INPUTS = ("train_regions",)
 
 HELP = {
     "train_regions": (
@@ -14,25 +17,13 @@ HELP = {
         "SREL): POI categories, land use and mobility are encoded per region and fused by a transformer whose "
         "attention knows the distance between regions and their centrality. The output is the region layer "
         "with fields emb_000, emb_001, … and a model folder that 'Predict a region attribute' reuses. Give at "
-        "least one of POIs, mobility, land use or extra fields. Input layers are never modified.",
+        "least one view: {views}. Input layers are never modified.",
         {
             "REGIONS": "Polygons: census tracts, districts or a grid, in any CRS.",
             "REGION_ID_FIELD": "Unique id per region; OD tables refer to these ids. Empty: feature ids.",
             "REGION_NAME_FIELD": "Names used in the region descriptions of the prediction step.",
             "TEXT_FIELDS": "Text fields (neighbourhood names, zoning, notes) that reach the language model in the "
                            "prediction step's region descriptions.",
-            "POI_NAME_FIELD": "Names of the points (e.g. OSM name); each region's most frequent ones join its "
-                              "description.",
-            "POIS": "Points; each is counted in the region that contains it.",
-            "POI_CATEGORY_FIELD": "The category of each point (e.g. amenity). Required with POIs.",
-            "MOBILITY": "OD lines (first vertex = origin, last = destination) or a table of region ids.",
-            "MOBILITY_ORIGIN_FIELD": "For an OD table: the origin region id. Set both id fields, or neither.",
-            "MOBILITY_DESTINATION_FIELD": "For an OD table: the destination region id.",
-            "MOBILITY_COUNT_FIELD": "Trips per record. Empty: one trip per record.",
-            "LANDUSE": "Land-use polygons; each region gets the area share of every class.",
-            "LANDUSE_CLASS_FIELD": "The class of each land-use polygon. Required with land-use polygons.",
-            "LANDUSE_FIELDS": "Instead of polygons: numeric region fields holding land-use amounts.",
-            "EXTRA_FIELDS": "Other numeric region fields (population, floor area). Never the value to predict.",
             "DISTANCE_CRS": "Projected CRS for distances and areas; feet are converted to metres. Empty: the "
                             "UTM zone of the layer centre.",
             "EMBED_DIM": "Number of emb_ fields (144 as in the literature).",
@@ -143,3 +134,16 @@ HELP = {
             "OUTPUT": "The input with the cluster field.",
         }),
 }
+
+
+def parameter_help(name: str) -> tuple[str, dict]:
+    """(intro, parameter id -> help line) of an algorithm, with the registered views' inputs where it takes them."""
+    intro, params = HELP.get(name, ("", {}))
+    if name not in VIEW_INPUTS:
+        return intro, dict(params)
+    from topt_core.views.inputs import params as view_params
+    from topt_core.views.inputs import user_views
+
+    words = [v.label[:1].lower() + v.label[1:] if v.label[1:2].islower() else v.label for v in user_views()]
+    return (intro.format(views=", ".join(words)),
+            {**params, **{p.qgis: p.help for p in view_params()}})

@@ -25,6 +25,7 @@ def _split(s: str | None) -> list[str]:
 def _parser() -> argparse.ArgumentParser:
     from .config import ATTENTION_MODES, SPATIAL_BIASES, TARGET_TRANSFORMS, TASKS, PromptConfig, SrelConfig
     from .evaluate import PROTOCOLS
+    from .views.inputs import params as view_params
 
     p = argparse.ArgumentParser(prog="python -m topt_core", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -33,17 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="SREL: learn region embeddings (no labels used)")
     t.add_argument("--regions", required=True, help="polygon file (file.gpkg or file.gpkg:layer)")
     t.add_argument("--region-id", help="unique id field (default: row number)")
-    t.add_argument("--pois", help="point file with POIs")
-    t.add_argument("--poi-category", help="category field of the POI file")
-    t.add_argument("--poi-name", help="name field of the POI file (names reach the region descriptions)")
     t.add_argument("--text-fields", help="comma-separated text fields of the regions (names, zoning) for descriptions")
-    t.add_argument("--od", help="OD table/layer with origin, destination and count fields (or OD lines)")
-    t.add_argument("--od-origin", help="origin region id field")
-    t.add_argument("--od-destination", help="destination region id field")
-    t.add_argument("--od-count", help="trip count field (default: 1 per row)")
-    t.add_argument("--landuse", help="land-use polygon file")
-    t.add_argument("--landuse-class", help="class field of the land-use polygons")
-    t.add_argument("--landuse-fields", help="comma-separated numeric land-use fields on the region file")
+    views = t.add_argument_group("view inputs (one flag per input of each registered view, topt_core/views)")
+    for param in view_params():
+        views.add_argument(param.cli, dest=param.key, help=param.cli_help,
+                           metavar={"layer": "FILE[:LAYER]", "field": "FIELD", "fields": "FIELD,..."}[param.kind])
     t.add_argument("--distance-crs", help="metric CRS for distances, e.g. EPSG:32618 (default: UTM zone)")
     d = SrelConfig()
     t.add_argument("--epochs", type=int, default=d.epochs)
@@ -110,11 +105,12 @@ def _train(a, reporter) -> dict:
     from .config import SrelConfig
     from .srel import save_model, train_srel
 
-    data, regions = io.read_region_data(
-        a.regions, region_id=a.region_id, pois=a.pois, poi_category=a.poi_category, od=a.od,
-        od_origin=a.od_origin, od_destination=a.od_destination, od_count=a.od_count, landuse=a.landuse,
-        landuse_class=a.landuse_class, landuse_fields=_split(a.landuse_fields), distance_crs=a.distance_crs,
-        reporter=reporter, text_fields=_split(a.text_fields), poi_name=a.poi_name)
+    from .views.inputs import params as view_params
+
+    inputs = {p.key: _split(getattr(a, p.key)) if p.kind == "fields" else getattr(a, p.key) for p in view_params()
+              if getattr(a, p.key, None)}
+    data, regions = io.read_region_data(a.regions, region_id=a.region_id, distance_crs=a.distance_crs,
+                                        reporter=reporter, text_fields=_split(a.text_fields), **inputs)
     cfg = SrelConfig(epochs=a.epochs, embed_dim=a.embed_dim, spatial_bias=a.spatial_bias,
                      centrality=not a.no_centrality, seed=a.seed, restarts=a.restarts, device=a.device,
                      attention=a.attention)

@@ -1,9 +1,10 @@
 """Files <-> ``RegionData`` with geopandas: the command-line front door.
 
-Mirrors ``processing_provider/layers.py`` step by step (metric CRS, make-valid,
-point-in-polygon with the lowest region row winning, OD by ids or line ends,
-area-weighted land use), and hands the counting to ``topt_core.views`` — the
-same code the QGIS adapter calls — so both doors give the same ``RegionData``.
+Loops over the registry's view inputs (``views.inputs``) as the QGIS adapter
+(``processing_provider/adapters/spatial_join.py``) does: the same join kinds (metric CRS,
+make-valid, point-in-polygon with the lowest region row winning, OD by ids or line ends,
+area-weighted pieces, numeric region fields), then each view's own ``build`` — the same
+code the QGIS adapter calls — so both doors give the same ``RegionData``.
 geopandas is imported lazily: QGIS builds without it still load the engine.
 Writing is atomic (temporary file, then rename), so a failure leaves nothing.
 """
@@ -22,10 +23,6 @@ from .files import atomic_sidecars
 from .matching import FEATURE_ID
 from .errors import ToptDataError
 from .progress import check_canceled, ensure_reporter
-from .views import extra as extra_view
-from .views import landuse as landuse_view
-from .views import mobility as mobility_view
-from .views import poi as poi_view
 
 EMBEDDING_FIELD = re.compile(r"^emb_\d+$")
 
@@ -175,10 +172,23 @@ def read_regions(spec, region_id=None, distance_crs=None, reporter=None):
     return gdf, metric, ids, crs.to_string()
 
 
-def read_region_data(regions, region_id=None, pois=None, poi_category=None, od=None, od_origin=None,
-                     od_destination=None, od_count=None, landuse=None, landuse_class=None, landuse_fields=(),
-                     targets=(), distance_crs=None, reporter=None, text_fields=(), poi_name=None):
-    """Build ``RegionData`` from files. Returns (data, the region GeoDataFrame as read)."""
+def read_region_data(regions, region_id=None, targets=(), distance_crs=None, reporter=None, text_fields=(),
+                     **inputs):
+    """Build ``RegionData`` from files. Returns (data, the region GeoDataFrame as read).
+
+    ``inputs``: the views' front-door inputs, by the name of their CLI flag (``views.inputs.params()``:
+    ``pois``, ``poi_category``, ``poi_name``, ``landuse``, ``landuse_class``, ``landuse_fields``, ``od``,
+    ``od_origin``, ``od_destination``, ``od_count``, ``extra_fields`` and those of any view added to the
+    registry): layers as file specs, fields as names, region fields as a list (or a comma-separated string).
+    Each view's join is the same as the QGIS adapter's and the counting is the view's own ``build``.
+    """
+    from .views import inputs as view_inputs
+
+    known = {p.key: p for p in view_inputs.params()}
+    unknown = sorted(set(inputs) - set(known))
+    if unknown:
+        raise TypeError(f"read_region_data() got unknown view inputs {unknown}; expected some of {sorted(known)}")
+    values = {k: _input_value(known[k], v) for k, v in inputs.items()}
     rep = ensure_reporter(reporter)
     gdf, metric, ids, crs = read_regions(regions, region_id, distance_crs, rep)
     n = len(ids)
@@ -199,79 +209,19 @@ def read_region_data(regions, region_id=None, pois=None, poi_category=None, od=N
         rep.warning(warning)
     data = RegionData(region_ids=ids, centroids=cents, areas=areas, crs=crs, adjacency=adjacency,
                       id_field=region_id or FEATURE_ID)
+    door = _FileDoor(values, gdf, metric, sidx, crs, ids, areas, data.id_field, rep)
+    for view in view_inputs.user_views():
+        check_canceled(rep)
+        src = view_inputs.chosen(view, door.given, door.name)
+        if src is None:
+            continue
+        rows = src.build(getattr(door, src.join)(src))
+        for msg in rows.warnings:
+            rep.warning(msg)
+        for msg in rows.infos:
+            rep.info(msg)
+        view_inputs.apply(view, data, rows)
     check_canceled(rep)
-    if pois:
-        if not poi_category:
-            raise ToptDataError("POIs are given but no category field; pass --poi-category.")
-        pts = read_layer(pois)
-        cats = _field(pts, poi_category, "POI_CATEGORY_FIELD")
-        geom = pts.geometry.to_crs(crs)
-        keep = [k for k, g in enumerate(geom) if g is not None and not g.is_empty]
-        parts = geom.iloc[keep].explode(index_parts=False)
-        src_rows = np.asarray(keep)[parts.index.to_numpy()] if len(keep) else np.zeros(0, int)
-        parts = parts.reset_index(drop=True)
-        region_index = np.full(len(parts), -1, dtype=np.int64)
-        if len(parts):
-            pi, ri = (np.asarray(a, dtype=np.int64) for a in sidx.query_bulk(parts, predicate="intersects"))
-            order = np.lexsort((ri, pi))          # lowest region row wins, as in the QGIS adapter
-            pi, ri = pi[order], ri[order]
-            first = np.r_[True, pi[1:] != pi[:-1]] if len(pi) else np.zeros(0, bool)
-            region_index[pi[first]] = ri[first]
-        counts, names, _, _, vrep = poi_view.count(region_index, [cats[r] for r in src_rows], n)
-        _report(rep, vrep)
-        data.poi_counts, data.poi_categories = counts, names
-        if poi_name:
-            labels = _field(pts, poi_name, "POI_NAME_FIELD")
-            data.texts["POIs"] = poi_view.names_per_region(region_index, [labels[r] for r in src_rows], n)
-    check_canceled(rep)
-    if od:
-        table = read_layer(od)
-        if bool(od_origin) != bool(od_destination):
-            raise ToptDataError("Give both --od-origin and --od-destination (an OD table of region ids), or "
-                                "neither (OD lines).")
-        weights = _field(table, od_count, "MOBILITY_COUNT_FIELD") if od_count else None
-        if od_origin:
-            ov = _field(table, od_origin, "MOBILITY_ORIGIN_FIELD")
-            dv = _field(table, od_destination, "MOBILITY_DESTINATION_FIELD")
-            m, vrep = mobility_view.od_from_ids(ov, dv, weights, ids, region_id or FEATURE_ID)
-        else:
-            lines = table.geometry.to_crs(crs)
-            ends = [_line_ends(g) for g in lines]
-            o = np.array([_locate(sidx, metric, a) for a, _ in ends], dtype=np.int64)
-            d = np.array([_locate(sidx, metric, b) for _, b in ends], dtype=np.int64)
-            m, vrep = mobility_view.od_matrix(o, d, weights, n)
-        _report(rep, vrep)
-        data.mobility = m
-    check_canceled(rep)
-    if landuse:
-        if not landuse_class:
-            raise ToptDataError("A land-use layer is given but no class field; pass --landuse-class.")
-        lu = read_layer(landuse)
-        cls = _field(lu, landuse_class, "LANDUSE_CLASS_FIELD")
-        lgeom = lu.geometry.to_crs(crs)
-        ridx, cvals, pa = [], [], []
-        for k, g in enumerate(lgeom):
-            if g is None or g.is_empty:
-                continue
-            if not g.is_valid:
-                from shapely.validation import make_valid
-
-                g = make_valid(g)
-            for i in sorted(sidx.query(g, predicate="intersects")):
-                a = metric.iloc[i].intersection(g).area
-                if a > 0:
-                    ridx.append(i)
-                    cvals.append(cls[k])
-                    pa.append(a)
-        shares, names, vrep = landuse_view.shares(ridx, cvals, pa, n, region_areas=areas)
-        _report(rep, vrep)
-        data.landuse, data.landuse_classes = shares, names
-    elif landuse_fields:
-        cols = {f: _field(gdf, f, "LANDUSE_FIELDS") for f in landuse_fields}
-        table, names, n_null = extra_view.numeric_table(cols, n)
-        if n_null:
-            rep.warning(f"{n_null} empty land-use value(s) were read as 0.")
-        data.landuse, data.landuse_classes = table, names
     for t in targets:
         data.targets[t] = numeric_column(gdf, t)
     for f in text_fields:
@@ -281,10 +231,166 @@ def read_region_data(regions, region_id=None, pois=None, poi_category=None, od=N
     return data.validate(), gdf
 
 
-def _report(reporter, view_report):
-    """What a view builder left out, as warnings (the QGIS adapter pushes the same texts)."""
-    for msg in view_report.messages():
-        reporter.warning(msg)
+def _input_value(param, value):
+    """A view input as given to ``read_region_data``: region fields as a list, the rest as is ('' = not given)."""
+    if param.kind == "fields":
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [x.strip() for x in value.replace(";", ",").split(",") if x.strip()]
+        return [str(x) for x in value]
+    return value
+
+
+_LINES = {"LineString", "MultiLineString"}
+_SHAPES = {"point": {"Point", "MultiPoint"}, "line": _LINES, "polygon": {"Polygon", "MultiPolygon"}}
+
+
+class _FileDoor:
+    """The joins of the file front door, one method per join kind (``views.inputs.JOINS``), as the QGIS
+    adapter does them with QGIS layers: metric CRS, the lowest region row wins, OD by ids or line ends,
+    area-weighted pieces."""
+
+    def __init__(self, values, gdf, metric, sidx, crs, ids, areas, id_field, reporter):
+        self.values, self.gdf, self.metric, self.sidx, self.crs = values, gdf, metric, sidx, crs
+        self.ids, self.areas, self.id_field, self.rep = ids, areas, id_field, reporter
+
+    def given(self, param) -> bool:
+        return param is not None and bool(self.values.get(param.key))
+
+    @staticmethod
+    def name(param) -> str:
+        return param.cli
+
+    def records(self, src, **kw):
+        from .views.inputs import records
+
+        return records(src, self.name, n=len(self.ids), region_ids=self.ids, id_field=self.id_field, **kw)
+
+    def layer(self, src, geometry=True):
+        """The source's layer and its fields given ({role: values}); its geometry checked against the source's."""
+        p = src.trigger
+        df = read_layer(self.values[p.key])
+        fields = {f.role: _field(df, self.values[f.key], f.cli) for f in src.fields if self.given(f)}
+        if geometry:
+            held = set(df.geometry.dropna().geom_type) if "geometry" in df else set()
+            want = _SHAPES.get(p.geometry)
+            if "geometry" not in df or (want and not held <= want):
+                what = ", ".join(sorted(held)) if held else "no geometry"
+                raise ToptDataError(f"{p.cli}: the layer {self.values[p.key]!r} holds {what}; expected a {p.geometry} "
+                                    f"layer. Choose a {p.geometry} layer for {p.cli}.")
+        return df, fields
+
+    def _no_geometry(self, src, count):
+        from .views.inputs import no_geometry
+
+        if count:
+            self.rep.warning(no_geometry(count, src))
+
+    def points(self, src):
+        from .views.inputs import in_several
+
+        pts, fields = self.layer(src)
+        geom = pts.geometry.to_crs(self.crs)
+        keep = [k for k, g in enumerate(geom) if g is not None and not g.is_empty]
+        parts = geom.iloc[keep].explode(index_parts=False)
+        src_rows = np.asarray(keep)[parts.index.to_numpy()] if len(keep) else np.zeros(0, int)
+        parts = parts.reset_index(drop=True)
+        region_index = np.full(len(parts), -1, dtype=np.int64)
+        several = 0
+        if len(parts):
+            pi, ri = (np.asarray(a, dtype=np.int64) for a in self.sidx.query_bulk(parts, predicate="intersects"))
+            order = np.lexsort((ri, pi))          # lowest region row wins, as in the QGIS adapter
+            pi, ri = pi[order], ri[order]
+            first = np.r_[True, pi[1:] != pi[:-1]] if len(pi) else np.zeros(0, bool)
+            region_index[pi[first]] = ri[first]
+            several = int((np.bincount(pi, minlength=len(parts)) > 1).sum())
+        self._no_geometry(src, len(pts) - len(keep))
+        if several:
+            self.rep.info(in_several(several, src))
+        return self.records(src, index=region_index, features=len(pts),
+                            values={role: [v[r] for r in src_rows] for role, v in fields.items()})
+
+    def od(self, src):
+        from .views.inputs import no_lines, od_by_ids
+
+        table, fields = self.layer(src, geometry=False)
+        if od_by_ids(src, self.given):
+            return self.records(src, values=fields, features=len(table))
+        held = set(table.geometry.dropna().geom_type) if "geometry" in table else set()
+        if "geometry" not in table or not held or not held <= _LINES:
+            raise ToptDataError(no_lines(src, self.name))
+        lines = table.geometry.to_crs(self.crs)
+        ok = [k for k, g in enumerate(lines) if g is not None and not g.is_empty]
+        ends = [_line_ends(lines.iloc[k]) for k in ok]
+        o = np.array([_locate(self.sidx, self.metric, a) for a, _ in ends], dtype=np.int64)
+        d = np.array([_locate(self.sidx, self.metric, b) for _, b in ends], dtype=np.int64)
+        self._no_geometry(src, len(table) - len(ok))
+        return self.records(src, index=o, dest=d, features=len(table),
+                            values={role: [v[k] for k in ok] for role, v in fields.items()})
+
+    def pieces(self, src):
+        from shapely.validation import make_valid
+
+        layer, fields = self.layer(src)
+        geom = layer.geometry.to_crs(self.crs)
+        ridx, rows, pa, no_geom = [], [], [], 0
+        for k, g in enumerate(geom):
+            if g is None or g.is_empty:
+                no_geom += 1
+                continue
+            if not g.is_valid:
+                g = make_valid(g)
+            hit = False
+            for i in sorted(self.sidx.query(g, predicate="intersects")):
+                a = self.metric.iloc[i].intersection(g).area
+                if a > 0:
+                    ridx.append(i)
+                    rows.append(k)
+                    pa.append(a)
+                    hit = True
+            if not hit:                       # outside every region: one record, counted as outside
+                ridx.append(-1)
+                rows.append(k)
+                pa.append(0.0)
+        self._no_geometry(src, no_geom)
+        return self.records(src, index=np.asarray(ridx, dtype=np.int64), areas=np.asarray(pa, dtype=float),
+                            region_areas=self.areas, features=len(layer),
+                            values={role: [v[k] for k in rows] for role, v in fields.items()})
+
+    def region_fields(self, src):
+        from .views.inputs import not_numeric
+
+        p = src.trigger
+        columns = {}
+        for f in self.values[p.key]:
+            vals = _field(self.gdf, f, p.cli)
+            if p.numeric:
+                kind = _non_numeric_type(self.gdf[f], vals)
+                if kind:
+                    raise ToptDataError(not_numeric(p.cli, f, kind))
+            columns[f] = vals
+        return self.records(src, columns=columns, features=len(self.gdf))
+
+
+def _non_numeric_type(column, values) -> str | None:
+    """The type of a region field that is not numeric (as QGIS would call it), or None when it is numeric."""
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    if is_bool_dtype(column.dtype):
+        return "Boolean"
+    if is_numeric_dtype(column.dtype):
+        return None
+    for v in values:
+        if v is None:
+            continue
+        if isinstance(v, str):
+            return "String"
+        if isinstance(v, (bool, np.bool_)):
+            return "Boolean"
+        if not isinstance(v, (int, float, np.number)):
+            return type(v).__name__
+    return None
 
 
 def _line_ends(g):

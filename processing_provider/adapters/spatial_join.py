@@ -1,30 +1,22 @@
 """Spatial joins of the view layers onto the regions (QgsSpatialIndex + prepared GEOS engines).
 
-Each join locates every record in a region (POI points, OD line ends or id fields, land-use
-pieces) and hands the counting to the view's module in ``topt_core.views``, the same code the
-geopandas front door calls, so both give the same ``RegionData``.
+The adapter loops over the registry's view inputs (``topt_core.views.inputs``): one function per
+join kind locates every record in a region (points, OD line ends or id fields, polygon pieces,
+region fields) and hands the counting to the view's own ``build``, the same code the geopandas
+front door (``topt_core.io``) calls, so both give the same ``RegionData``. A view added to the
+registry needs no code here.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 import numpy as np
 from qgis.core import QgsCoordinateTransform, QgsFeatureRequest, QgsGeometry, QgsProcessingException, QgsWkbTypes
 
 from topt_core.data import RegionData
 from topt_core.matching import FEATURE_ID
-from topt_core.views import extra as extra_view
-from topt_core.views import landuse as landuse_view
-from topt_core.views import mobility as mobility_view
-from topt_core.views import poi as poi_view
+from topt_core.views import inputs as view_inputs
 
 from .reading import CANCEL_EVERY, NUMERIC_TYPES, check_cancel, field_or_fail, value, walk
 from .regions import Regions, adjacency
-
-
-def _report(rep, feedback):
-    for msg in rep.messages():
-        feedback.pushWarning(msg)
 
 
 def _points_xy(source, reg, context, feedback, start, end, value_fields=()):
@@ -48,43 +40,56 @@ def _points_xy(source, reg, context, feedback, start, end, value_fields=()):
     return np.asarray(xs), np.asarray(ys), vals, no_geom
 
 
-def join_pois(source, category_field, reg, context, feedback, start=5.0, end=10.0, name_field=""):
-    """(counts, categories, names per region or None): POIs located in regions, counted per category."""
-    if not category_field:
-        raise QgsProcessingException("POIS is set but POI_CATEGORY_FIELD is empty; choose the field that holds "
-                                     "each point's category (e.g. 'amenity' or 'category').")
-    field_or_fail(source, category_field, "POI_CATEGORY_FIELD", layer_param="POI layer")
-    wanted = [category_field]
-    if name_field:
-        field_or_fail(source, name_field, "POI_NAME_FIELD", layer_param="POI layer")
-        wanted.append(name_field)
-    xs, ys, vals, no_geom = _points_xy(source, reg, context, feedback, start, end, wanted)
-    cats = vals[0]
+def _given(values: dict, param) -> bool:
+    """Is a view parameter set (a layer, a field name, a non-empty list of fields)?"""
+    if param is None:
+        return False
+    v = values.get(param.qgis)
+    return v is not None if param.kind == "layer" else bool(v)
+
+
+def _name(param) -> str:
+    return param.qgis
+
+
+def _records(src, reg: Regions, **kw):
+    return view_inputs.records(src, _name, n=reg.n, region_ids=reg.ids, id_field=reg.id_field or FEATURE_ID, **kw)
+
+
+def _layer_fields(src, values):
+    """The source's layer and the indexes of the fields given ({role: index}), checked."""
+    layer = values[src.trigger.qgis]
+    idx = {p.role: field_or_fail(layer, values[p.qgis], p.qgis, layer_param=f"{src.trigger.qgis} layer")
+           for p in src.fields if _given(values, p)}
+    return layer, idx
+
+
+def join_points(src, values, reg, context, feedback, start=5.0, end=10.0):
+    """``points`` join: every point part located in the region that contains it (the lowest row)."""
+    layer, idx = _layer_fields(src, values)
+    roles = list(idx)
+    xs, ys, vals, no_geom = _points_xy(layer, reg, context, feedback, start, end,
+                                       [values[src.param(r).qgis] for r in roles])
     region_index = np.full(len(xs), -1, dtype=np.int64)
-    ambiguous = 0
+    several = 0
     for k in range(len(xs)):
         if k % CANCEL_EVERY == 0:
             check_cancel(feedback)
         hits = reg.locate(xs[k], ys[k])
         if hits:
             region_index[k] = hits[0]
-            ambiguous += len(hits) > 1
-    counts, names, outside, null, rep = poi_view.count(region_index, cats, reg.n)
+            several += len(hits) > 1
     if no_geom:
-        feedback.pushWarning(f"{no_geom} POI feature(s) have no geometry; they were left out.")
-    if ambiguous:
-        feedback.pushInfo(f"{ambiguous} POI point(s) lie in more than one region (overlapping polygons or on a "
-                          "shared edge); each was counted once, in the first region.")
-    _report(rep, feedback)
-    feedback.pushInfo(f"POIs: {rep.used} of {rep.records} points counted in {len(names)} categories.")
-    poi_names = poi_view.names_per_region(region_index, vals[1], reg.n) if name_field else None
-    return counts, names, poi_names
+        feedback.pushWarning(view_inputs.no_geometry(no_geom, src))
+    if several:
+        feedback.pushInfo(view_inputs.in_several(several, src))
+    return _records(src, reg, index=region_index, values=dict(zip(roles, vals)), features=layer.featureCount())
 
 
-def _line_ends(source, reg, context, feedback, weight_field, start, end):
+def _line_ends(source, reg, context, feedback, idx, start, end):
+    """First and last vertex of every OD line located in regions, and the line's field values ({role: list})."""
     ct = QgsCoordinateTransform(source.sourceCrs(), reg.crs, context.transformContext())
-    widx = source.fields().indexFromName(weight_field) if weight_field else -1
-    o, d, w, no_geom = [], [], [], 0
+    o, d, vals, no_geom = [], [], {r: [] for r in idx}, 0
     for f in walk(source, feedback, start, end):
         g = f.geometry()
         if g.isNull() or g.isEmpty():
@@ -96,152 +101,128 @@ def _line_ends(source, reg, context, feedback, weight_field, start, end):
         ha, hb = reg.locate(pa.x(), pa.y()), reg.locate(pb.x(), pb.y())
         o.append(ha[0] if ha else -1)
         d.append(hb[0] if hb else -1)
-        w.append(value(f.attribute(widx)) if widx >= 0 else 1.0)
+        for r, i in idx.items():
+            vals[r].append(value(f.attribute(i)))
+    return np.asarray(o, dtype=np.int64), np.asarray(d, dtype=np.int64), vals, no_geom
+
+
+def join_od(src, values, reg, context, feedback, start=10.0, end=15.0):
+    """``od`` join: a table of region ids (both id fields set), or OD lines (first/last vertex located)."""
+    layer, idx = _layer_fields(src, values)    # a text count field is fine: the counts are parsed
+    if view_inputs.od_by_ids(src, lambda p: _given(values, p)):
+        req = QgsFeatureRequest().setFlags(QgsFeatureRequest.NoGeometry).setSubsetOfAttributes(list(idx.values()))
+        vals = {r: [] for r in idx}
+        for f in walk(layer, feedback, start, end, req):
+            for r, i in idx.items():
+                vals[r].append(value(f.attribute(i)))
+        return _records(src, reg, values=vals, features=layer.featureCount())
+    if QgsWkbTypes.geometryType(layer.wkbType()) != QgsWkbTypes.LineGeometry:
+        raise QgsProcessingException(view_inputs.no_lines(src, _name))
+    o, d, vals, no_geom = _line_ends(layer, reg, context, feedback, idx, start, end)
     if no_geom:
-        feedback.pushWarning(f"{no_geom} OD line(s) have no geometry; they were left out.")
-    return o, d, (w if widx >= 0 else None)
+        feedback.pushWarning(view_inputs.no_geometry(no_geom, src))
+    return _records(src, reg, index=o, dest=d, values=vals, features=layer.featureCount())
 
 
-def join_mobility(source, reg, context, feedback, origin_field="", destination_field="", count_field="",
-                  start=10.0, end=15.0):
-    """OD from lines (first/last vertex located in regions) or from a table of region ids."""
-    if count_field:     # a text field of numbers (a CSV read without types) is fine: the counts are parsed
-        field_or_fail(source, count_field, "MOBILITY_COUNT_FIELD", layer_param="MOBILITY layer")
-    if bool(origin_field) != bool(destination_field):
-        raise QgsProcessingException("Set both MOBILITY_ORIGIN_FIELD and MOBILITY_DESTINATION_FIELD (an OD "
-                                     "table of region ids), or neither (OD lines: first and last vertex).")
-    if origin_field:
-        oi = field_or_fail(source, origin_field, "MOBILITY_ORIGIN_FIELD", layer_param="MOBILITY layer")
-        di = field_or_fail(source, destination_field, "MOBILITY_DESTINATION_FIELD", layer_param="MOBILITY layer")
-        ci = source.fields().indexFromName(count_field) if count_field else -1
-        req = QgsFeatureRequest().setFlags(QgsFeatureRequest.NoGeometry).setSubsetOfAttributes(
-            [i for i in (oi, di, ci) if i >= 0])
-        ov, dv, wv = [], [], []
-        for f in walk(source, feedback, start, end, req):
-            ov.append(value(f.attribute(oi)))
-            dv.append(value(f.attribute(di)))
-            if ci >= 0:
-                wv.append(value(f.attribute(ci)))
-        m, rep = mobility_view.od_from_ids(ov, dv, wv if ci >= 0 else None, reg.ids, reg.id_field)
-    else:
-        if QgsWkbTypes.geometryType(source.wkbType()) != QgsWkbTypes.LineGeometry:
-            raise QgsProcessingException("The MOBILITY layer has no lines; expected OD lines (one line per trip "
-                                         "or flow, first vertex = origin) or a table with "
-                                         "MOBILITY_ORIGIN_FIELD and MOBILITY_DESTINATION_FIELD set.")
-        o, d, w = _line_ends(source, reg, context, feedback, count_field, start, end)
-        m, rep = mobility_view.od_matrix(o, d, w, reg.n)
-    _report(rep, feedback)
-    feedback.pushInfo(f"Mobility: {rep.used} of {rep.records} OD records, {m.sum():.0f} trips, "
-                      f"{m.nnz} region pairs.")
-    return m
-
-
-def join_landuse(source, class_field, reg, context, feedback, start=15.0, end=20.0):
-    """Area share of each land-use class in each region (intersection areas, metric CRS)."""
-    if not class_field:
-        raise QgsProcessingException("LANDUSE is set but LANDUSE_CLASS_FIELD is empty; choose the field that "
-                                     "holds each polygon's land-use class.")
-    cidx = field_or_fail(source, class_field, "LANDUSE_CLASS_FIELD", layer_param="LANDUSE layer")
-    ct = QgsCoordinateTransform(source.sourceCrs(), reg.crs, context.transformContext())
-    ridx, cls, area = [], [], []
-    outside = 0
-    for f in walk(source, feedback, start, end, every=50):
+def join_pieces(src, values, reg, context, feedback, start=15.0, end=20.0):
+    """``pieces`` join: each polygon intersected with the regions (metric CRS), one record per piece."""
+    layer, idx = _layer_fields(src, values)
+    ct = QgsCoordinateTransform(layer.sourceCrs(), reg.crs, context.transformContext())
+    ridx, area, vals, no_geom = [], [], {r: [] for r in idx}, 0
+    for f in walk(layer, feedback, start, end, every=50):
         g = QgsGeometry(f.geometry())
         if g.isNull() or g.isEmpty():
-            outside += 1
+            no_geom += 1
             continue
         g.transform(ct)
         if not g.isGeosValid():
             g = g.makeValid()
-        c = value(f.attribute(cidx))
-        hit = False
+        row = {r: value(f.attribute(i)) for r, i in idx.items()}
+        hits = []
         for i in sorted(reg.index.intersects(g.boundingBox())):
             if reg.engine(i).intersects(g.constGet()):
                 a = reg.geoms[i].intersection(g).area()
                 if a > 0:
-                    ridx.append(i)
-                    cls.append(c)
-                    area.append(a)
-                    hit = True
-        if not hit:
-            ridx.append(-1)
-            cls.append(c)
-            area.append(0.0)
-    shares, names, rep = landuse_view.shares(ridx, cls, area, reg.n, region_areas=reg.areas)
-    rep.outside += outside
-    _report(rep, feedback)
-    feedback.pushInfo(f"Land use: {len(names)} classes from {source.featureCount()} polygons; mean covered share of a region "
-                      f"{shares.sum(1).mean():.2f}.")
-    return shares, names
+                    hits.append((i, a))
+        for i, a in hits or [(-1, 0.0)]:          # outside every region: one record, counted as outside
+            ridx.append(i)
+            area.append(a)
+            for r in idx:
+                vals[r].append(row[r])
+    if no_geom:
+        feedback.pushWarning(view_inputs.no_geometry(no_geom, src))
+    return _records(src, reg, index=np.asarray(ridx, dtype=np.int64), areas=np.asarray(area, dtype=float),
+                    region_areas=reg.areas, values=vals, features=layer.featureCount())
 
 
-def numeric_fields(reg: Regions, names, param, feedback):
-    cols = {}
-    for name in names:
+def join_region_fields(src, values, reg, context, feedback, start=0.0, end=0.0):
+    """``region_fields`` join: the named fields of the region layer (numeric ones when the input says so)."""
+    p = src.trigger
+    columns = {}
+    for name in values[p.qgis]:
         idx = reg.fields.indexFromName(name)
         if idx < 0:
-            raise QgsProcessingException(f"{param}: the field '{name}' is not in the region layer.")
-        if reg.fields.at(idx).type() not in NUMERIC_TYPES:
-            raise QgsProcessingException(f"{param}: the field '{name}' is of type "
-                                         f"{reg.fields.at(idx).typeName()}; expected numeric fields. Choose "
-                                         "numeric fields (or convert it with the Field Calculator).")
-        cols[name] = reg.column(name)
-    table, names, n_null = extra_view.numeric_table(cols, reg.n, what=f"{param} field")
-    if n_null:
-        feedback.pushWarning(f"{param}: {n_null} empty value(s) were read as 0.")
-    return table, names
+            raise QgsProcessingException(f"{p.qgis}: the field '{name}' is not in the region layer (fields: "
+                                         f"{', '.join(reg.fields.names()[:20])}). Choose one of its fields.")
+        if p.numeric and reg.fields.at(idx).type() not in NUMERIC_TYPES:
+            raise QgsProcessingException(view_inputs.not_numeric(p.qgis, name, reg.fields.at(idx).typeName()))
+        columns[name] = reg.column(name)
+    return _records(src, reg, columns=columns, features=reg.n)
 
 
-@dataclass
+JOINS = {"points": join_points, "od": join_od, "pieces": join_pieces, "region_fields": join_region_fields}
+
+
 class ViewInputs:
-    """Parsed view parameters of train_regions (sources may be None)."""
+    """The view parameters of train_regions as parsed: QGIS parameter id -> value (a feature source, a field
+    name or a list of fields), plus the texts of TEXT_FIELDS (label -> (N,) strings).
 
-    pois: object = None
-    poi_category_field: str = ""
-    poi_name_field: str = ""
-    mobility: object = None
-    mobility_origin_field: str = ""
-    mobility_destination_field: str = ""
-    mobility_count_field: str = ""
-    landuse: object = None
-    landuse_class_field: str = ""
-    landuse_fields: list = field(default_factory=list)
-    extra_fields: list = field(default_factory=list)
-    texts: dict = field(default_factory=dict)           # label -> (N,) strings from TEXT_FIELDS
+    Keywords are the parameter ids in lower case: ``ViewInputs(pois=source, poi_category_field="category")``.
+    """
+
+    def __init__(self, values=None, texts=None, **params):
+        known = {p.qgis for p in view_inputs.params()}
+        self.values = dict(values or {})
+        for key, v in params.items():
+            if key.upper() not in known:
+                raise TypeError(f"ViewInputs: unknown view parameter {key!r}; expected one of "
+                                f"{sorted(k.lower() for k in known)}")
+            self.values[key.upper()] = v
+        self.texts = dict(texts or {})
+
+
+def chosen_sources(values: dict) -> list:
+    """[(view, source)] the user gave, in registry order, after the checks both doors make."""
+    out = []
+    for view in view_inputs.user_views():
+        src = view_inputs.chosen(view, lambda p: _given(values, p), _name)
+        if src is not None:
+            out.append((view, src))
+    return out
+
+
+def view_rows(view, src, values: dict, reg: Regions, context, feedback, start=5.0, end=20.0):
+    """One view's region rows (``views.inputs.Rows``) from its source's parameters; warnings and infos pushed."""
+    rows = src.build(JOINS[src.join](src, values, reg, context, feedback, start, end))
+    for msg in rows.warnings:
+        feedback.pushWarning(msg)
+    for msg in rows.infos:
+        feedback.pushInfo(msg)
+    return rows
 
 
 def build_region_data(reg: Regions, inputs: ViewInputs, context, feedback, targets=None,
                       start=5.0, end=20.0) -> RegionData:
-    """RegionData from the region layer and the view layers."""
-    span = (end - start) / 4
-    texts = dict(inputs.texts or {})
-    poi = poi_names = lu = lu_names = mob = extra = extra_names = None
-    if inputs.pois is not None:
-        poi, poi_names, poi_texts = join_pois(inputs.pois, inputs.poi_category_field, reg, context, feedback,
-                                              start, start + span, inputs.poi_name_field)
-        if poi_texts is not None:
-            texts["POIs"] = poi_texts
-    if inputs.mobility is not None:
-        mob = join_mobility(inputs.mobility, reg, context, feedback, inputs.mobility_origin_field,
-                            inputs.mobility_destination_field, inputs.mobility_count_field,
-                            start + span, start + 2 * span)
-    if inputs.landuse is not None and inputs.landuse_fields:
-        raise QgsProcessingException("Both LANDUSE (polygons) and LANDUSE_FIELDS (region fields) are set; "
-                                     "choose one source of land use.")
-    if inputs.landuse is not None:
-        lu, lu_names = join_landuse(inputs.landuse, inputs.landuse_class_field, reg, context, feedback,
-                                    start + 2 * span, start + 3 * span)
-    elif inputs.landuse_fields:
-        lu, lu_names = numeric_fields(reg, inputs.landuse_fields, "LANDUSE_FIELDS", feedback)
-    if inputs.extra_fields:
-        extra, extra_names = numeric_fields(reg, inputs.extra_fields, "EXTRA_FIELDS", feedback)
-    check_cancel(feedback)
-    adj = adjacency(reg, feedback)
-    feedback.setProgress(end)
+    """RegionData from the region layer and the view layers (every registered view's inputs)."""
     data = RegionData(region_ids=reg.ids, centroids=reg.centroids_m, areas=reg.areas_m2, perimeters=reg.perimeters_m(),
-                      crs=reg.crs.authid(),
-                      poi_counts=poi, poi_categories=poi_names or [], landuse=lu, landuse_classes=lu_names or [],
-                      mobility=mob, extra=extra, extra_names=extra_names or [], adjacency=adj,
-                      targets=dict(targets or {}), names=reg.names, id_field=reg.id_field or FEATURE_ID,
-                      texts=texts)
+                      crs=reg.crs.authid(), targets=dict(targets or {}), names=reg.names,
+                      id_field=reg.id_field or FEATURE_ID, texts=dict(inputs.texts or {}))
+    given = chosen_sources(inputs.values)
+    span = (end - start) / (len(given) + 1)
+    for k, (view, src) in enumerate(given):
+        rows = view_rows(view, src, inputs.values, reg, context, feedback, start + k * span, start + (k + 1) * span)
+        view_inputs.apply(view, data, rows)
+    check_cancel(feedback)
+    data.adjacency = adjacency(reg, feedback)
+    feedback.setProgress(end)
     return data.validate()

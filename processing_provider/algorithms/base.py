@@ -76,6 +76,46 @@ def advanced(p):
     return _flag_advanced(p)
 
 
+def add_view_parameters(alg, regions_param):
+    """One QGIS parameter per front-door input of every registered view (``topt_core.views.inputs``), in
+    registry order: layers as feature sources, their fields with the layer as parent, region fields with
+    ``regions_param`` as parent. A view added to the registry appears here without any edit."""
+    from qgis.core import QgsProcessing, QgsProcessingParameterFeatureSource, QgsProcessingParameterField
+
+    from topt_core.views.inputs import user_views
+
+    F = QgsProcessingParameterField
+    types = {"point": QgsProcessing.TypeVectorPoint, "line": QgsProcessing.TypeVectorLine,
+             "polygon": QgsProcessing.TypeVectorPolygon, "any": QgsProcessing.TypeVector}
+    for view in user_views():
+        for src in view.sources:
+            parent = regions_param if src.join == "region_fields" else src.trigger.qgis
+            for p in src.params:
+                if p.kind == "layer":
+                    d = QgsProcessingParameterFeatureSource(p.qgis, alg.tr(p.label), [types[p.geometry]], optional=True)
+                else:
+                    d = F(p.qgis, alg.tr(p.label), parentLayerParameterName=parent,
+                          type=F.Numeric if p.numeric else F.Any, allowMultiple=p.kind == "fields", optional=True)
+                if not alg.addParameter(_flag_advanced(d) if p.advanced else d):
+                    raise ValueError(f"view {view.name!r}: its parameter {p.qgis} clashes with another parameter "
+                                     f"of {alg.name()}; give it another name")
+
+
+def view_values(alg, parameters, context) -> dict:
+    """The registered views' parameters as given: QGIS id -> feature source (or None), field name or fields."""
+    from topt_core.views.inputs import params
+
+    out = {}
+    for p in params():
+        if p.kind == "layer":
+            out[p.qgis] = alg.parameterAsSource(parameters, p.qgis, context)
+        elif p.kind == "fields":
+            out[p.qgis] = alg.parameterAsFields(parameters, p.qgis, context)
+        else:
+            out[p.qgis] = alg.parameterAsString(parameters, p.qgis, context)
+    return out
+
+
 def missing_dependencies(names=None):
     """Names (pip spelling) of required packages that cannot be imported."""
     deps = RUNTIME_DEPS if names is None else {k: RUNTIME_DEPS.get(k, k) for k in names}
@@ -189,18 +229,18 @@ class ToptAlgorithm(QgsProcessingAlgorithm):
         return ICON
 
     def shortHelpString(self):  # noqa: N802
-        """A paragraph, then each parameter under the label the dialog shows (help_texts.py)."""
-        from ..help_texts import HELP
+        """A paragraph, then each parameter under the label the dialog shows (help_texts.py; the views'
+        inputs from their declarations), in the dialog's order: basic parameters, then advanced."""
+        from ..help_texts import parameter_help
 
-        intro, params = HELP.get(self.name(), (self.shortDescription() or "", {}))
-        lines = []
-        defs = {name: self.parameterDefinition(name) for name in params}
-        is_adv = lambda n: bool(defs[n] is not None and defs[n].flags() & QgsProcessingParameterDefinition.FlagAdvanced)  # noqa: E731
-        for name in sorted(params, key=is_adv):       # the dialog's order: basic parameters, then advanced
-            text = params[name]
-            p = defs[name]
-            label = p.description() if p is not None else name
-            lines.append(f"<dt><b>{html.escape(label)}</b></dt><dd>{html.escape(text)}</dd>")
+        intro, params = parameter_help(self.name())
+        intro = intro or self.shortDescription() or ""
+        defs = [p for p in self.parameterDefinitions() if p.name() in params]
+        is_adv = lambda p: bool(p.flags() & QgsProcessingParameterDefinition.FlagAdvanced)  # noqa: E731
+        lines = [f"<dt><b>{html.escape(p.description())}</b></dt><dd>{html.escape(params[p.name()])}</dd>"
+                 for p in sorted(defs, key=is_adv)]
+        lines += [f"<dt><b>{html.escape(name)}</b></dt><dd>{html.escape(text)}</dd>"      # a line without parameter
+                  for name, text in params.items() if self.parameterDefinition(name) is None]
         return f"<p>{html.escape(intro)}</p><dl>{''.join(lines)}</dl>"
 
     def helpUrl(self):  # noqa: N802

@@ -11,7 +11,7 @@ from topt_core.config import ATTENTION_MODES, NEIGHBOUR_MODES, SPATIAL_BIASES, S
 
 from ..adapters import regions, sinks, spatial_join, styles
 from ..feedback import FeedbackReporter
-from .base import DEVICES, ToptAlgorithm, advanced, enum_param
+from .base import DEVICES, ToptAlgorithm, add_view_parameters, advanced, enum_param, view_values
 
 DEFAULTS = SrelConfig()
 
@@ -20,18 +20,9 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
     REGIONS = "REGIONS"
     REGION_ID_FIELD = "REGION_ID_FIELD"
     REGION_NAME_FIELD = "REGION_NAME_FIELD"
-    POIS = "POIS"
-    POI_CATEGORY_FIELD = "POI_CATEGORY_FIELD"
-    POI_NAME_FIELD = "POI_NAME_FIELD"
     TEXT_FIELDS = "TEXT_FIELDS"
-    MOBILITY = "MOBILITY"
-    MOBILITY_ORIGIN_FIELD = "MOBILITY_ORIGIN_FIELD"
-    MOBILITY_DESTINATION_FIELD = "MOBILITY_DESTINATION_FIELD"
-    MOBILITY_COUNT_FIELD = "MOBILITY_COUNT_FIELD"
-    LANDUSE = "LANDUSE"
-    LANDUSE_CLASS_FIELD = "LANDUSE_CLASS_FIELD"
-    LANDUSE_FIELDS = "LANDUSE_FIELDS"
-    EXTRA_FIELDS = "EXTRA_FIELDS"
+    # the views' parameters (POIS, MOBILITY, LANDUSE, EXTRA_FIELDS, ...) are declared by the views themselves
+    # (topt_core/views/*.py ``sources``) and added by ``add_view_parameters``
     DISTANCE_CRS = "DISTANCE_CRS"
     EMBED_DIM = "EMBED_DIM"
     HIDDEN_DIM = "HIDDEN_DIM"
@@ -83,29 +74,7 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
                                      parentLayerParameterName=self.REGIONS, optional=True)))
         self.addParameter(advanced(F(self.TEXT_FIELDS, self.tr("Text fields describing regions (names, zoning, notes)"),
                                      parentLayerParameterName=self.REGIONS, allowMultiple=True, optional=True)))
-        self.addParameter(P(self.POIS, self.tr("POIs (points)"), [QgsProcessing.TypeVectorPoint], optional=True))
-        self.addParameter(F(self.POI_CATEGORY_FIELD, self.tr("POI category field"),
-                            parentLayerParameterName=self.POIS, optional=True))
-        self.addParameter(advanced(F(self.POI_NAME_FIELD, self.tr("POI name field (for descriptions)"),
-                                     parentLayerParameterName=self.POIS, optional=True)))
-        self.addParameter(P(self.MOBILITY, self.tr("Mobility: OD lines or OD table"), [QgsProcessing.TypeVector],
-                            optional=True))
-        self.addParameter(F(self.MOBILITY_ORIGIN_FIELD, self.tr("OD table: origin region id field"),
-                            parentLayerParameterName=self.MOBILITY, optional=True))
-        self.addParameter(F(self.MOBILITY_DESTINATION_FIELD, self.tr("OD table: destination region id field"),
-                            parentLayerParameterName=self.MOBILITY, optional=True))
-        self.addParameter(F(self.MOBILITY_COUNT_FIELD, self.tr("Trip count field (empty: 1 trip per record)"),
-                            parentLayerParameterName=self.MOBILITY, type=F.Numeric, optional=True))
-        self.addParameter(P(self.LANDUSE, self.tr("Land use (polygons)"), [QgsProcessing.TypeVectorPolygon],
-                            optional=True))
-        self.addParameter(F(self.LANDUSE_CLASS_FIELD, self.tr("Land-use class field"),
-                            parentLayerParameterName=self.LANDUSE, optional=True))
-        self.addParameter(F(self.LANDUSE_FIELDS, self.tr("Or: land-use amount fields on the regions"),
-                            parentLayerParameterName=self.REGIONS, type=F.Numeric, allowMultiple=True,
-                            optional=True))
-        self.addParameter(F(self.EXTRA_FIELDS, self.tr("Extra numeric region fields"),
-                            parentLayerParameterName=self.REGIONS, type=F.Numeric, allowMultiple=True,
-                            optional=True))
+        add_view_parameters(self, self.REGIONS)     # every registered view's inputs (POIS, LANDUSE, MOBILITY, ...)
         self.addParameter(advanced(QgsProcessingParameterCrs(
             self.DISTANCE_CRS, self.tr("Metric CRS for distances and areas (empty: UTM zone of the layer)"),
             optional=True)))
@@ -179,17 +148,7 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
             attention=self.parameterAsEnumString(parameters, self.ATTENTION, context))
 
     def view_inputs(self, parameters, context) -> spatial_join.ViewInputs:
-        s = lambda k: self.parameterAsString(parameters, k, context)  # noqa: E731
-        src = lambda k: self.parameterAsSource(parameters, k, context)  # noqa: E731
-        return spatial_join.ViewInputs(
-            pois=src(self.POIS), poi_category_field=s(self.POI_CATEGORY_FIELD),
-            mobility=src(self.MOBILITY), mobility_origin_field=s(self.MOBILITY_ORIGIN_FIELD),
-            mobility_destination_field=s(self.MOBILITY_DESTINATION_FIELD),
-            mobility_count_field=s(self.MOBILITY_COUNT_FIELD),
-            landuse=src(self.LANDUSE), landuse_class_field=s(self.LANDUSE_CLASS_FIELD),
-            landuse_fields=self.parameterAsFields(parameters, self.LANDUSE_FIELDS, context),
-            extra_fields=self.parameterAsFields(parameters, self.EXTRA_FIELDS, context),
-            poi_name_field=s(self.POI_NAME_FIELD))
+        return spatial_join.ViewInputs(view_values(self, parameters, context))
 
     def read_data(self, parameters, context, feedback, start=0.0, end=20.0):
         source = self.parameterAsSource(parameters, self.REGIONS, context)

@@ -35,6 +35,15 @@ def ogr(gpkg, name):
     return lyr
 
 
+def join(view, reg, ctx, fb, **params):
+    """One view's rows through the adapter's registry loop: its declared parameters (QGIS ids in lower case)."""
+    from topt.processing_provider.adapters import spatial_join
+
+    values = spatial_join.ViewInputs(**params).values
+    (v, src), = [(v, s) for v, s in spatial_join.chosen_sources(values) if v.name == view]
+    return spatial_join.view_rows(v, src, values, reg, ctx, fb)
+
+
 @pytest.fixture(scope="module")
 def sample_data(qgis_app, sample_copy):
     from topt.processing_provider.adapters import regions, spatial_join
@@ -107,7 +116,8 @@ def test_points_outside_and_null_categories_are_reported(qgis_app):
     reg = regions.read_regions(source(squares()), "rid", ctx, fb)
     pts = memory_points([((580500, 4500500), "a"), ((581500, 4500500), "b"), ((581600, 4500500), None),
                          ((590000, 4500500), "a")], crs="EPSG:32618")
-    counts, names, _ = spatial_join.join_pois(source(pts), "category", reg, ctx, fb)
+    rows = join("poi", reg, ctx, fb, pois=source(pts), poi_category_field="category")
+    counts, names = rows.values, rows.columns
     assert names == ["a", "b"] and counts.tolist() == [[1, 0], [0, 1], [0, 0]]
     text = " ".join(fb.warnings)
     assert "1 of 4 POI points lie outside every region" in text and "empty category" in text
@@ -128,7 +138,7 @@ def test_od_lines_first_and_last_vertex_and_unknown_ids(qgis_app):
         f.setAttributes([n])
         feats.append(f)
     lines.dataProvider().addFeatures(feats)
-    m = spatial_join.join_mobility(source(lines), reg, ctx, fb, count_field="n")
+    m = join("mobility", reg, ctx, fb, mobility=source(lines), mobility_count_field="n").values
     assert m.toarray().tolist() == [[0, 0, 3], [0, 4, 0], [2, 0, 0]]
     assert any("1 of 4 OD records" in w for w in fb.warnings)
     # table mode with ids that do not exist
@@ -140,16 +150,18 @@ def test_od_lines_first_and_last_vertex_and_unknown_ids(qgis_app):
         feats.append(f)
     table.dataProvider().addFeatures(feats)
     fb = Recorder()
-    m = spatial_join.join_mobility(source(table), reg, ctx, fb, "o", "d", "t")
+    od = dict(mobility_origin_field="o", mobility_destination_field="d", mobility_count_field="t")
+    m = join("mobility", reg, ctx, fb, mobility=source(table), **od).values
     assert m.toarray().tolist() == [[0, 5, 0], [0, 0, 0], [2, 0, 0]]
     assert any("r9" in w for w in fb.warnings)
-    with pytest.raises(QgsProcessingException, match="MOBILITY_DESTINATION_FIELD"):
-        spatial_join.join_mobility(source(table), reg, ctx, fb, "o", "", "t")
     from topt_core.errors import ToptDataError
+
+    with pytest.raises(ToptDataError, match="MOBILITY_DESTINATION_FIELD"):      # the algorithms' bridge shows it
+        join("mobility", reg, ctx, fb, mobility=source(table), **{**od, "mobility_destination_field": ""})
 
     with pytest.raises(ToptDataError, match="None of the 3 OD records"):    # the algorithms' bridge shows it
         reg_other = regions.read_regions(source(squares()), "", ctx, fb)   # feature ids 1..3, not r0..r2
-        spatial_join.join_mobility(source(table), reg_other, ctx, fb, "o", "d", "t")
+        join("mobility", reg_other, ctx, fb, mobility=source(table), **od)
 
 
 def test_landuse_polygons_area_shares(qgis_app):
@@ -166,7 +178,8 @@ def test_landuse_polygons_area_shares(qgis_app):
         f.setAttributes([cls])
         feats.append(f)
     lu.dataProvider().addFeatures(feats)
-    shares, names = spatial_join.join_landuse(source(lu), "cls", reg, ctx, fb)
+    rows = join("landuse", reg, ctx, fb, landuse=source(lu), landuse_class_field="cls")
+    shares, names = rows.values, rows.columns
     assert names == ["park", "res"]
     np.testing.assert_allclose(shares, [[0.5, 0.25], [0.0, 0.25]])
 
@@ -183,8 +196,10 @@ def test_metric_crs_choice_and_refusals(qgis_app):
     with pytest.raises(QgsProcessingException, match="REGION_ID_FIELD"):
         regions.read_regions(source(sq), "nope", ctx, fb)
     pts = memory_points([((580500, 4500500), "a")], crs="EPSG:32618")
-    with pytest.raises(QgsProcessingException, match="POI_CATEGORY_FIELD"):
-        spatial_join.join_pois(source(pts), "", reg, ctx, fb)
+    from topt_core.errors import ToptDataError
+
+    with pytest.raises(ToptDataError, match="POIS is set but POI_CATEGORY_FIELD is empty"):
+        join("poi", reg, ctx, fb, pois=source(pts), poi_category_field="")
 
 
 def test_safe_field_names():
@@ -213,7 +228,7 @@ def test_od_lines_reproduce_the_od_table(sample_data, sample_copy):
         g.setAttributes([f["trips"]])
         feats.append(g)
     lines.dataProvider().addFeatures(feats)
-    m = spatial_join.join_mobility(source(lines), reg, ctx, fb, count_field="trips")
+    m = join("mobility", reg, ctx, fb, mobility=source(lines), mobility_count_field="trips").values
     np.testing.assert_array_equal(m.toarray(), data.mobility.toarray())
     assert not fb.warnings
 

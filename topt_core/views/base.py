@@ -7,8 +7,12 @@ A view brings everything the engine needs to know about it:
   stored with the model), its self-supervised target and loss;
 * stage 2: its facet sentence in the region descriptions.
 
-Adding a table view (say road length per region) is one module with a ``TableView`` and one
-line in ``topt_core/views/__init__.py``; its values travel in ``RegionData.tables``.
+* the front doors: its inputs (``sources``, see ``inputs.py``): the QGIS parameters, CLI flags and
+  help lines, the join kind and its own function from joined records to region rows.
+
+Adding a table view (say road length per region) is one module with a ``TableView`` that declares
+its ``sources``, and one line in ``topt_core/views/__init__.py``; its values travel in
+``RegionData.tables``.
 """
 from __future__ import annotations
 
@@ -37,9 +41,15 @@ class View:
     facet_rank = 60           # position of its sentence in a description (place = 40)
     ssl_decoders: tuple = ()  # names of its decoders on the embedding (self-supervised loss)
     derived = False           # True: computed from the regions and the other views (views/derived.py)
+    sources: tuple = ()       # the front doors' inputs: ``inputs.Source``s, one per way to give the view
+
 
     # -- storage -----------------------------------------------------------------------------
     def get(self, data):
+        raise NotImplementedError
+
+    def set(self, data, values, columns) -> None:
+        """Store the view's values (and column names) on ``data`` (what a front door's join built)."""
         raise NotImplementedError
 
     def present(self, data) -> bool:

@@ -7,13 +7,35 @@ from .. import joins
 from ..errors import ToptDataError
 from . import words
 from .base import TableView
+from .extra import region_fields
+from .inputs import Param, Records, Rows, Source, report
 
 MAX_LANDUSE = 5          # classes named in a description
+
+
+def from_pieces(rec: Records) -> Rows:
+    """The front doors' land-use rows from polygons: the area share of each class in each region."""
+    out, names, rep = shares(rec.index, rec.values["class"], rec.areas, rec.n, region_areas=rec.region_areas)
+    return Rows(out, names, warnings=report(rep),
+                infos=[f"Land use: {len(names)} classes from {rec.features} polygons; mean covered share of a "
+                       f"region {out.sum(1).mean():.2f}."])
 
 
 class LanduseView(TableView):
     name, label, facet_rank = "landuse", "land-use values", 20
     attr, columns_attr, column_prefix, columns_label = "landuse", "landuse_classes", "landuse", "land-use classes"
+    sources = (
+        Source("pieces", (
+            Param("LANDUSE", "--landuse", "layer", "Land use (polygons)",
+                  "Land-use polygons; each region gets the area share of every class.", geometry="polygon"),
+            Param("LANDUSE_CLASS_FIELD", "--landuse-class", "field", "Land-use class field",
+                  "The class of each land-use polygon. Required with land-use polygons.", role="class",
+                  required=True, holds="each polygon's land-use class")),
+            from_pieces, noun="land-use polygon"),
+        Source("region_fields", (
+            Param("LANDUSE_FIELDS", "--landuse-fields", "fields", "Or: land-use amount fields on the regions",
+                  "Instead of polygons: numeric region fields holding land-use amounts.", numeric=True),),
+            region_fields))
 
     def describe(self, data) -> list[str]:
         """"Land use: residential 40%, ..." (the 5 largest shares)."""

@@ -17,6 +17,7 @@ from .. import joins
 from ..errors import ToptDataError
 from . import scaling, words
 from .base import View
+from .inputs import Param, Rows, Source, report
 
 # OD entries above FENCE_FACTOR x the 99th percentile of the non-zero entries are capped there
 FENCE_FACTOR = 10.0
@@ -124,12 +125,36 @@ def od_target(data, fence: float) -> np.ndarray:
     return (m / (mean if mean > 0 else 1.0)).astype(np.float32)
 
 
+def from_od(rec):
+    """The front doors' OD rows: an OD table of region ids, or OD lines located in regions."""
+    weights = rec.values.get("weight")
+    if "origin" in rec.values:
+        m, rep = od_from_ids(rec.values["origin"], rec.values["destination"], weights, rec.region_ids, rec.id_field)
+    else:
+        m, rep = od_matrix(rec.index, rec.dest, weights, rec.n)
+    return Rows(m, warnings=report(rep), infos=[f"Mobility: {rep.used} of {rep.records} OD records, {m.sum():.0f} "
+                                                f"trips, {m.nnz} region pairs."])
+
+
 class MobilityView(View):
     name, label, kind, facet_rank = "mobility", "OD counts", "od", 30
     ssl_decoders = ("source", "target")
+    sources = (Source("od", (
+        Param("MOBILITY", "--od", "layer", "Mobility: OD lines or OD table",
+              "OD lines (first vertex = origin, last = destination) or a table of region ids."),
+        Param("MOBILITY_ORIGIN_FIELD", "--od-origin", "field", "OD table: origin region id field",
+              "For an OD table: the origin region id. Set both id fields, or neither.", role="origin"),
+        Param("MOBILITY_DESTINATION_FIELD", "--od-destination", "field", "OD table: destination region id field",
+              "For an OD table: the destination region id.", role="destination"),
+        Param("MOBILITY_COUNT_FIELD", "--od-count", "field", "Trip count field (empty: 1 trip per record)",
+              "Trips per record. Empty: one trip per record.", role="weight", numeric=True)),
+        from_od, noun="OD line"),)
 
     def get(self, data):
         return data.mobility
+
+    def set(self, data, values, columns=()) -> None:
+        data.mobility = values
 
     def validate(self, data, n: int) -> None:
         if data.mobility is None:

@@ -6,12 +6,33 @@ import numpy as np
 from .. import joins
 from ..errors import ToptDataError
 from .base import TableView
+from .inputs import Param, Records, Rows, Source, report
+
+
+def from_points(rec: Records) -> Rows:
+    """The front doors' POI rows: points located in regions, counted per category (+ names per region)."""
+    counts, names, _, _, rep = count(rec.index, rec.values["category"], rec.n)
+    rows = Rows(counts, names, warnings=report(rep),
+                infos=[f"POIs: {rep.used} of {rep.records} points counted in {len(names)} categories."])
+    if "name" in rec.values:
+        rows.texts["POIs"] = names_per_region(rec.index, rec.values["name"], rec.n)
+    return rows
 
 
 class PoiView(TableView):
     name, label, facet_rank = "poi", "POI counts", 10
     attr, columns_attr, column_prefix, columns_label = "poi_counts", "poi_categories", "poi", "POI categories"
     unit, facet_lead = "points of interest", "Included POIs"
+    sources = (Source("points", (
+        Param("POIS", "--pois", "layer", "POIs (points)", "Points; each is counted in the region that contains it.",
+              geometry="point"),
+        Param("POI_CATEGORY_FIELD", "--poi-category", "field", "POI category field",
+              "The category of each point (e.g. amenity). Required with POIs.", role="category", required=True,
+              holds="each point's category (e.g. 'amenity' or 'category')"),
+        Param("POI_NAME_FIELD", "--poi-name", "field", "POI name field (for descriptions)",
+              "Names of the points (e.g. OSM name); each region's most frequent ones join its description.",
+              role="name", advanced=True)),
+        from_points, noun="POI"),)
 
 
 VIEW = PoiView()
