@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils import skip_init
 
 from ..errors import ToptConfigError
 
@@ -49,10 +50,16 @@ class RegionAttention(nn.Module):
         if dim % heads:
             raise ToptConfigError(f"Attention width {dim} must be divisible by the number of heads {heads}.")
         self.heads, self.head_dim, self.dropout = heads, dim // heads, dropout
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = skip_init(nn.Linear, dim, 3 * dim)
+        self.proj = skip_init(nn.Linear, dim, dim)
         self.keep_attention = False     # interpretation (srel/links.py): keep the last weights, head-averaged
         self.last_attention = None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """torch's default for both projections, qkv first (the draw order the weights have always had)."""
+        self.qkv.reset_parameters()
+        self.proj.reset_parameters()
 
     def forward(self, x: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:
         """x: (N, dim) region states."""

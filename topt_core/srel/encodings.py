@@ -13,11 +13,19 @@
 Every pair bias has one signature: ``bias(pairs) -> (..., heads)`` where ``pairs`` is a
 ``PairFeatures`` whose tensors cover the pairs that attend (all N x N pairs in the dense
 mode), so attention implementations never need to know which biases exist.
+
+Each module sets its initial weights in ``reset_parameters()``: ``__init__`` allocates the
+parameters without drawing (``skip_init``) and then calls it, so a reset after a fresh
+``torch.manual_seed`` gives back the weights a build after that seed gives. The draws (and their
+order) are those the modules made before ``reset_parameters`` existed, a torch layer's default
+draw included where a fixed initial value then overwrites it: every weight built after one (the
+whole SREL model's) stays bit-identical.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils import skip_init
 
 
 GRID = 513          # points of the spatial-bias lookup table
@@ -77,9 +85,21 @@ class GaussianSpatialBias(nn.Module):
 
     def __init__(self, heads: int, kernels: int, u_max: float = 4.0):
         super().__init__()
-        self.means = nn.Parameter(torch.linspace(0.0, u_max, kernels))
-        self.log_widths = nn.Parameter(torch.full((kernels,), float(torch.log(torch.tensor(u_max / kernels + 0.1)))))
-        self.mlp = nn.Sequential(nn.Linear(kernels, kernels), nn.GELU(), nn.Linear(kernels, heads))
+        self.u_max = float(u_max)
+        self.means = nn.Parameter(torch.empty(kernels))
+        self.log_widths = nn.Parameter(torch.empty(kernels))
+        self.mlp = nn.Sequential(skip_init(nn.Linear, kernels, kernels), nn.GELU(),
+                                 skip_init(nn.Linear, kernels, heads))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Kernels evenly spaced over [0, u_max] with one width; the MLP's layers torch's default."""
+        kernels = self.means.numel()
+        with torch.no_grad():
+            self.means.copy_(torch.linspace(0.0, self.u_max, kernels))
+            self.log_widths.fill_(float(torch.log(torch.tensor(self.u_max / kernels + 0.1))))
+        self.mlp[0].reset_parameters()
+        self.mlp[2].reset_parameters()
 
     def function(self, u: torch.Tensor) -> torch.Tensor:
         """The bias as a function of u, evaluated exactly: (..., heads)."""
@@ -102,8 +122,15 @@ class BucketSpatialBias(nn.Module):
     def __init__(self, heads: int, buckets: int, max_hops: int, u_max: float = 4.0):
         super().__init__()
         self.register_buffer("edges", torch.linspace(0.0, u_max, buckets + 1)[1:-1])
-        self.dist = nn.Embedding(buckets, heads)
-        self.hops = nn.Embedding(max_hops + 1, heads)
+        self.dist = skip_init(nn.Embedding, buckets, heads)
+        self.hops = skip_init(nn.Embedding, max_hops + 1, heads)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Both tables zero (no bias until training finds one). The embeddings' default draws come first,
+        as they always did, so the weights built after this module keep their values."""
+        self.dist.reset_parameters()
+        self.hops.reset_parameters()
         nn.init.zeros_(self.dist.weight)
         nn.init.zeros_(self.hops.weight)
 
@@ -117,7 +144,12 @@ class MobilityBias(nn.Module):
 
     def __init__(self, heads: int):
         super().__init__()
-        self.weight = nn.Parameter(torch.zeros(heads, 1, 1))     # (heads, 1, 1): the saved shape
+        self.weight = nn.Parameter(torch.empty(heads, 1, 1))     # (heads, 1, 1): the saved shape
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Zero: no flow bias until training finds one."""
+        nn.init.zeros_(self.weight)
 
     def forward(self, pairs) -> torch.Tensor:
         return pairs.flow.unsqueeze(-1) * self.weight.view(-1)
@@ -129,12 +161,21 @@ class CentralityEncoding(nn.Module):
     def __init__(self, dim: int, max_degree: int, strength_buckets: int, with_mobility: bool):
         super().__init__()
         self.max_degree = max_degree
-        self.degree = nn.Embedding(max_degree + 1, dim)
-        nn.init.normal_(self.degree.weight, std=0.02)
+        self.degree = skip_init(nn.Embedding, max_degree + 1, dim)
         self.with_mobility = with_mobility
         if with_mobility:
-            self.out_strength = nn.Embedding(strength_buckets, dim)
-            self.in_strength = nn.Embedding(strength_buckets, dim)
+            self.out_strength = skip_init(nn.Embedding, strength_buckets, dim)
+            self.in_strength = skip_init(nn.Embedding, strength_buckets, dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Every table N(0, 0.02²). Each embedding's default draw comes first, in the order they always
+        came (degree; out, in), so the weights built after this module keep their values."""
+        self.degree.reset_parameters()
+        nn.init.normal_(self.degree.weight, std=0.02)
+        if self.with_mobility:
+            self.out_strength.reset_parameters()
+            self.in_strength.reset_parameters()
             nn.init.normal_(self.out_strength.weight, std=0.02)
             nn.init.normal_(self.in_strength.weight, std=0.02)
 

@@ -22,6 +22,17 @@ def _key(name: str) -> str:
     return name.replace(".", "__")
 
 
+def reset_in_build_order(module: nn.Module) -> None:
+    """``reset_parameters()`` of ``module``'s children in the order they were registered, which is the
+    order they were built in and drew their initial weights; containers (ModuleDict, ModuleList,
+    Sequential) are walked. After the same ``torch.manual_seed`` it gives back the weights of a build."""
+    for child in module.children():
+        if hasattr(child, "reset_parameters"):
+            child.reset_parameters()
+        else:
+            reset_in_build_order(child)
+
+
 class GraphormerLayer(nn.Module):
     """Pre-LN transformer layer: x + Attn(LN(x), bias); x + FFN(LN(x))."""
 
@@ -32,6 +43,9 @@ class GraphormerLayer(nn.Module):
         self.ln2 = nn.LayerNorm(dim)
         self.ffn = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * dim, dim))
         self.drop = nn.Dropout(dropout)
+
+    def reset_parameters(self) -> None:
+        reset_in_build_order(self)
 
     def forward(self, x, ctx):
         x = x + self.drop(self.attn(self.ln1(x), ctx))
@@ -77,6 +91,10 @@ class SrelModel(nn.Module):
         self.decoders = nn.ModuleDict({k: nn.Linear(d, d) for k in dec})
         if c.feature_weight > 0:
             self.feature_decoders = nn.ModuleDict({v: nn.Linear(d, schema["dims"][v]) for v in self.views})
+
+    def reset_parameters(self) -> None:
+        """Initial weights again, drawn in the order of a build (the statistics buffers are kept)."""
+        reset_in_build_order(self)
 
     # -- preprocessing statistics stored as buffers -------------------------------------------
     def stat(self, name: str) -> np.ndarray:
@@ -138,6 +156,12 @@ class SrelEnsemble(nn.Module):
         width = config.restarts * config.embed_dim
         self.register_buffer("pca_mean", torch.zeros(width))
         self.register_buffer("pca_components", torch.zeros(config.embed_dim, width))
+
+    def reset_parameters(self) -> None:
+        """Every member's initial weights, drawn one member after the other as ``SrelEnsemble(config, schema)``
+        builds them (``train_srel`` seeds each restart on its own, ``srel.train.member_seed``); the
+        projection is kept."""
+        reset_in_build_order(self)
 
     @property
     def views(self):
