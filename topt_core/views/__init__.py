@@ -1,21 +1,29 @@
 """The view registry: every kind of region data the engine understands, one module each.
 
 ``REGISTRY`` lists the views in a fixed order (it fixes the order of encoders, losses and
-saved statistics). Each entry is a ``View`` (see ``base.py``): storage in ``RegionData``,
-validation, node features and their statistics, the self-supervised target and loss, and
-the description facet. To add a per-region table (e.g. road length per region)::
+saved statistics). Each entry is a ``View`` (see ``base.py``): its front-door inputs (``sources``,
+``inputs.py``), storage in ``RegionData``, validation, node features and their statistics, the
+self-supervised target and loss, and the description facet. To add a per-region table (e.g. road
+length per region)::
 
     # topt_core/views/roads.py
     from .base import TableView
+    from .extra import region_fields
+    from .inputs import Param, Source
 
     class RoadView(TableView):
-        name, label, unit = "roads", "Road lengths", "road metres"
+        name, label, unit, facet_lead = "roads", "Road lengths", "road metres", "Roads"
+        sources = (Source("region_fields", (
+            Param("ROAD_FIELDS", "--road-fields", "fields", "Road length fields",
+                  "Numeric region fields holding the metres of road of each class.", numeric=True),),
+            region_fields),)
 
     VIEW = RoadView()
 
-    # and here:  REGISTRY = (..., roads.VIEW)
+    # and here:  REGISTRY = (..., extra.VIEW, roads.VIEW, derived.GEOMETRY, derived.CONTEXT)
 
-Its values then travel as ``RegionData.tables["roads"] = Table(values, columns)``.
+Both front doors then take ``ROAD_FIELDS`` / ``--road-fields`` and the values travel as
+``RegionData.tables["roads"] = Table(values, columns)`` (``tests/toy_view.py`` is this module).
 """
 from __future__ import annotations
 
