@@ -21,6 +21,7 @@ MOBILITY_FEATURES = ("summary", "rows")
 ATTENTION_MODES = ("auto", "dense", "sparse")
 TASKS = ("crime", "checkin", "service", "generic")
 TARGET_TRANSFORMS = ("auto", "none", "log1p")
+USE_HEAD_CHOICES = ("off", "on", "auto")     # PromptConfig.use_head: the cross-attention head route (default first)
 
 
 def _one_of(owner: str, name: str, value, allowed) -> None:
@@ -253,7 +254,7 @@ class PromptConfig(_ConfigMixin):
         _check(self.ridge_alpha >= 0, f"PromptConfig.ridge_alpha must be >= 0, got {self.ridge_alpha}.")
         _check(self.threads >= 0, f"PromptConfig.threads must be >= 0, got {self.threads}.")
         _one_of("PromptConfig", "task", self.task, TASKS)
-        _one_of("PromptConfig", "use_head", self.use_head, ("auto", "on", "off"))
+        _one_of("PromptConfig", "use_head", self.use_head, USE_HEAD_CHOICES)
         _one_of("PromptConfig", "text_input", self.text_input, TEXT_INPUTS)
         _check(self.use_embedding or self.use_views or self.use_text or self.use_head != "off",
                "PromptConfig switches off every route; expected at least one of use_embedding, use_views, "

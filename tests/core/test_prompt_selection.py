@@ -34,7 +34,7 @@ def test_selection_heads_default_to_the_shared_inner_splits():
 
 
 def test_use_head_choices_are_what_the_config_accepts():
-    from topt_core.prompt.choices import USE_HEAD_CHOICES
+    from topt_core.config import USE_HEAD_CHOICES
 
     assert USE_HEAD_CHOICES[0] == PromptConfig().use_head         # the default comes first (enum order)
     for choice in USE_HEAD_CHOICES:
