@@ -23,7 +23,8 @@ def _split(s: str | None) -> list[str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .config import ATTENTION_MODES, SPATIAL_BIASES, TARGET_TRANSFORMS, TASKS, PromptConfig, SrelConfig
+    from .config import (ATTENTION_MODES, SPATIAL_BIASES, TARGET_TRANSFORMS, TASKS, USE_HEAD_CHOICES, PromptConfig,
+                         SrelConfig)
     from .evaluate import PROTOCOLS
     from .views.inputs import params as view_params
 
@@ -70,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--evidence", help="also write lines from each region to its top labelled neighbours to this file")
     pr.add_argument("--text-fields", help="comma-separated text fields added to the region descriptions")
     pr.add_argument("--level", type=float, default=pc.level, help="prediction interval level (default 0.9)")
-    pr.add_argument("--use-head", default=pc.use_head, choices=("off", "on", "auto"),
+    pr.add_argument("--use-head", default=pc.use_head, choices=USE_HEAD_CHOICES,
                     help="the Prompt4RE cross-attention head route")
     pr.add_argument("--text-input", default=pc.text_input, choices=("auto", "description"),
                     help="what the language model reads: auto (the user's words only) or description (everything)")

@@ -9,7 +9,7 @@ from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutpu
                        QgsProcessingParameterFileDestination, QgsProcessingParameterNumber,
                        QgsProcessingParameterString, QgsWkbTypes)
 
-from topt_core.config import TARGET_TRANSFORMS, TASKS, TEXT_INPUTS, PromptConfig
+from topt_core.config import TARGET_TRANSFORMS, TASKS, TEXT_INPUTS, USE_HEAD_CHOICES, PromptConfig
 from topt_core.evaluate import PROTOCOLS
 from topt_core.files import write_text
 from topt_core.naming import fit_names, name_limit, safe_field_name
@@ -93,7 +93,7 @@ class PredictRegionsAlgorithm(ToptAlgorithm):
         self.addParameter(N(self.LEVEL, self.tr("Prediction interval level"), N.Double, d.level, minValue=0.5,
                             maxValue=0.99))
         self.addParameter(enum_param(self.USE_HEAD, self.tr("Cross-attention head route (Prompt4RE)"),
-                                     ("off", "on", "auto"), d.use_head, advanced=True))
+                                     USE_HEAD_CHOICES, d.use_head, advanced=True))
         self.addParameter(enum_param(self.TEXT_INPUT, self.tr("What the language model reads"), TEXT_INPUTS,
                                      d.text_input, advanced=True))
         self.addParameter(advanced(QgsProcessingParameterBoolean(
