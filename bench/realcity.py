@@ -119,6 +119,19 @@ def contextual(data) -> np.ndarray:
     return np.concatenate([base, ring_means(base, edges, 3)], 1)
 
 
+def ring_readout(emb, data, rings: int = 2):
+    """A parameter-free propagation readout (as SGC/SIGN): the embedding next to its means over the 1..rings
+    hop rings, projected back to the embedding's width by PCA. Label-free; an ablation row of issue 18."""
+    from sklearn.decomposition import PCA
+
+    from topt_core import spatial
+    from topt_core.context import ring_means
+
+    edges = spatial.neighbour_edges(data.centroids, data.adjacency, "auto", 6)
+    big = np.concatenate([emb, ring_means(emb, edges, rings)], 1)
+    return PCA(emb.shape[1], random_state=0).fit_transform(big)
+
+
 # -- models on folds ------------------------------------------------------------------------------------
 
 def ridge_oof(x, y, folds, clip, standardise=True):
@@ -226,6 +239,10 @@ def run_city(name, spec, seeds, schemes, variants, stage2, log, config_over, sav
             for vname, emb in embs.items():
                 key = "srel" if vname == "default" else f"srel:{vname}"
                 res[key] = {s: score(y, ridge_oof(emb, y, f, clip, standardise=False), lab) for s, f in folds.items()}
+            if "default" in embs:                  # candidate readout (ablation row): label-free, not the product
+                ring = ring_readout(embs["default"], data)
+                res["srel+rings2"] = {s: score(y, ridge_oof(ring, y, f, clip, standardise=False), lab)
+                                      for s, f in folds.items()}
             if stage2:
                 from topt_core.prompt import run_prompt4re
 
