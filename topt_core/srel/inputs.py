@@ -127,9 +127,10 @@ def build_inputs(model, data, device="cpu", mode=None) -> SrelInputs:
     inp.degree = to(spatial.degrees(edges, data.n))
     inp.pairs.u_max = float(stats["u_max"][0])
     has_mob = "mobility" in model.views
-    fence = float(stats["mobility.fence"][0]) if has_mob else None
+    fence = None
     if has_mob:
-        inp.strength = to(mob.strength_buckets(mob.strength(data, fence), stats["strength.edges"]))
+        fence, buckets = mob.centrality_inputs(data, stats)
+        inp.strength = to(buckets)
     with_flow = has_mob and model.mobility_bias is not None
     mode.pair_inputs(inp, model, data, geometry, edges, fence, with_flow, stats, to)
     return inp

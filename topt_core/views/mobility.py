@@ -108,6 +108,13 @@ def strength_buckets(s: np.ndarray, edges: np.ndarray) -> np.ndarray:
                      np.searchsorted(edges[1], s[:, 1], side="right")], axis=1).astype(np.int64)
 
 
+def centrality_inputs(data, stats) -> tuple[float, np.ndarray]:
+    """What the model input takes from this view beyond its features: the OD fence fixed at training and
+    each region's (out, in) strength bucket for the centrality encoding (the statistics stay this view's)."""
+    fence = float(stats["mobility.fence"][0])
+    return fence, strength_buckets(strength(data, fence), stats["strength.edges"])
+
+
 def symmetric_log_flow(data, fence: float) -> sp.csr_matrix:
     """log1p of the winsorised flow both ways, i + j and j + i, as a sparse matrix (attention bias)."""
     m = clipped_od(data.mobility, fence)
