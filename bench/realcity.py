@@ -78,6 +78,11 @@ VARIANTS = {                      # SrelConfig overrides, each an ablation row (
     "features": dict(feature_weight=1.0),
     "derived-inputs-only": dict(geometry_weight=0.0, context_weight=0.0),   # fed in, no loss of their own
     "derived-low": dict(geometry_weight=0.25, context_weight=0.25),
+    "concat": dict(view_fusion="concat"),
+    "masked": dict(mask_weight=1.0),                 # GraphMAE-style masked regions, rebuilt from the neighbours
+    "masked-only": dict(mask_weight=1.0, mask_rate=0.5),
+    "masked-5": dict(mask_weight=5.0, mask_rate=0.5),
+    "masked-5-concat": dict(mask_weight=5.0, mask_rate=0.5, view_fusion="concat"),          # the view encodings side by side instead of a weighted sum
 }
 
 

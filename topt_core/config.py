@@ -108,6 +108,7 @@ class SrelConfig(_ConfigMixin):
     mobility_bias: bool = True          # OD flow between two regions as an extra attention bias
     mobility_features: str = "summary"  # "summary" (N-independent) | "rows" (OD rows/columns, ties model to N)
     linear_counts: bool = True          # also feed counts on a linear (not only log) scale
+    view_fusion: str = "attention"      # "attention" (softmax-weighted sum of the view encodings) | "concat" (one linear map)
     final_norm: bool = False            # LayerNorm before the output map (normalises away region "size")
     neighbours: str = "auto"            # "auto" (touching if given, else knn) | "touch" | "knn"
     knn: int = 6
@@ -122,6 +123,8 @@ class SrelConfig(_ConfigMixin):
     geometry_weight: float = 1.0
     context_weight: float = 1.0
     feature_weight: float = 0.0         # reconstruct the (preprocessed) input features from the embedding
+    mask_weight: float = 0.0            # masked regions (GraphMAE-style): hide the inputs of a share of the regions
+    mask_rate: float = 0.25             # each epoch and reconstruct them from their neighbours (a locality objective)
     epochs: int = 150                   # chosen on the Manhattan benchmark (bench/RESULTS.md)
     lr: float = 2e-3
     weight_decay: float = 5e-4
@@ -154,6 +157,7 @@ class SrelConfig(_ConfigMixin):
         _check(self.epochs >= 1, f"SrelConfig.epochs must be >= 1, got {self.epochs}.")
         _check(self.lr > 0, f"SrelConfig.lr must be > 0, got {self.lr}.")
         _one_of("SrelConfig", "attention", self.attention, ATTENTION_MODES)
+        _one_of("SrelConfig", "view_fusion", self.view_fusion, ("attention", "concat"))
         _one_of("SrelConfig", "context_view", self.context_view, ("auto", "on", "off", True, False))
         _one_of("SrelConfig", "geometry_view", self.geometry_view, ("auto", "on", "off", True, False))
         _check(self.knn >= 1, f"SrelConfig.knn must be >= 1, got {self.knn}.")
@@ -163,7 +167,9 @@ class SrelConfig(_ConfigMixin):
         _check(self.max_degree >= 1, f"SrelConfig.max_degree must be >= 1, got {self.max_degree}.")
         _check(self.strength_buckets >= 2, f"SrelConfig.strength_buckets must be >= 2, got {self.strength_buckets}.")
         _one_of("SrelConfig", "mobility_features", self.mobility_features, MOBILITY_FEATURES)
-        for name in ("mobility_weight", "poi_weight", "landuse_weight", "extra_weight", "feature_weight"):
+        _check(0.0 < self.mask_rate < 1.0, f"SrelConfig.mask_rate must be in (0, 1), got {self.mask_rate}.")
+        for name in ("mobility_weight", "poi_weight", "landuse_weight", "extra_weight", "feature_weight",
+                     "mask_weight"):
             _check(getattr(self, name) >= 0, f"SrelConfig.{name} must be >= 0, got {getattr(self, name)}.")
         _check(self.patience >= 1, f"SrelConfig.patience must be >= 1, got {self.patience}.")
         _check(self.min_delta >= 0, f"SrelConfig.min_delta must be >= 0, got {self.min_delta}.")

@@ -8,6 +8,9 @@
   decoded embeddings and the cosine similarity of the view vectors.
 * Optional (``feature_weight``): MSE reconstruction of the preprocessed view
   features, which keeps region "size" (totals) in the embedding.
+* Optional (``mask_weight``): masked regions, as GraphMAE masks nodes: each epoch the inputs of
+  ``mask_rate`` of the regions are zeroed and the model must reconstruct them from what the
+  attention brings in from their neighbours (a locality objective; ``masked_region_loss``).
 
 Each view (``topt_core.views``) builds its own mode-neutral target; the attention mode
 chooses the exact or sampled form; the loss functions live in ``topt_core.objectives``
@@ -15,6 +18,8 @@ chooses the exact or sampled form; the loss functions live in ``topt_core.object
 targets and the weighted sum. Nothing here sees a label; new cities need nothing precomputed.
 """
 from __future__ import annotations
+
+import dataclasses
 
 import torch
 from torch.nn import functional as F
@@ -53,3 +58,18 @@ def srel_loss(model, emb: torch.Tensor, targets: dict) -> tuple[torch.Tensor, di
         parts["features"] = float(rec.detach())
         total = total + cfg.feature_weight * rec
     return total, parts
+
+
+def masked_region_loss(model, inputs, rate: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(embeddings of a forward pass with the inputs of a random ``rate`` of the regions zeroed, the MSE of
+    reconstructing those regions' preprocessed features from them). The draw uses torch's seeded RNG."""
+    n = inputs.n
+    dev = next(iter(inputs.features.values())).device
+    hidden = torch.rand(n, device=dev) < rate
+    keep = (~hidden).to(torch.float32)[:, None]
+    masked = dataclasses.replace(inputs, features={v: f * keep for v, f in inputs.features.items()})
+    emb = model(masked)
+    if not bool(hidden.any()):
+        return emb, emb.new_zeros(())
+    rec = sum(F.mse_loss(model.feature_decoders[v](emb[hidden]), inputs.features[v][hidden]) for v in model.views)
+    return emb, rec / len(model.views)

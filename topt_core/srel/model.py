@@ -71,7 +71,9 @@ class SrelModel(nn.Module):
         self.encoders = nn.ModuleDict({
             v: nn.Sequential(nn.Linear(schema["dims"][v], h), nn.GELU(), nn.Dropout(c.dropout), nn.Linear(h, h))
             for v in self.views})
-        if len(self.views) > 1:
+        if len(self.views) > 1 and c.view_fusion == "concat":     # the views side by side, one linear map
+            self.view_mix = nn.Linear(len(self.views) * h, h)
+        elif len(self.views) > 1:                                   # softmax-weighted sum over the views
             self.view_proj = nn.Linear(h, h)
             self.view_score = nn.Linear(h, 1, bias=False)
         self.centrality = (CentralityEncoding(h, c.max_degree, c.strength_buckets, has_mob)
@@ -89,7 +91,7 @@ class SrelModel(nn.Module):
         # table views' decoders first, then the OD views' (the creation order fixes the initial weights)
         dec = [k for kind in ("table", "od") for v in self.view_units if v.kind == kind for k in v.ssl_decoders]
         self.decoders = nn.ModuleDict({k: nn.Linear(d, d) for k in dec})
-        if c.feature_weight > 0:
+        if c.feature_weight > 0 or c.mask_weight > 0:
             self.feature_decoders = nn.ModuleDict({v: nn.Linear(d, schema["dims"][v]) for v in self.views})
 
     def reset_parameters(self) -> None:
@@ -118,6 +120,8 @@ class SrelModel(nn.Module):
         hs = [self.encoders[v](inp.features[v]) for v in self.views]
         if len(hs) == 1:
             x = hs[0]
+        elif hasattr(self, "view_mix"):
+            x = self.view_mix(torch.cat(hs, dim=1))
         else:
             stack = torch.stack(hs)                                        # (V, N, H)
             alpha = torch.softmax(self.view_score(torch.tanh(self.view_proj(stack))), dim=0)
@@ -159,7 +163,7 @@ class SrelEnsemble(nn.Module):
 
     def reset_parameters(self) -> None:
         """Every member's initial weights, drawn one member after the other as ``SrelEnsemble(config, schema)``
-        builds them (``train_srel`` seeds each restart on its own, ``srel.train.member_seed``); the
+        builds them (``train_srel`` seeds each restart on its own, ``srel.determinism.member_seed``); the
         projection is kept."""
         reset_in_build_order(self)
 
