@@ -127,10 +127,11 @@ def build_inputs(model, data, device="cpu", mode=None) -> SrelInputs:
     inp.degree = to(spatial.degrees(edges, data.n))
     inp.pairs.u_max = float(stats["u_max"][0])
     has_mob = "mobility" in model.views
-    fence = None
+    flow = None
     if has_mob:
         fence, buckets = mob.centrality_inputs(data, stats)
         inp.strength = to(buckets)
+        flow = mob.symmetric_flow(data, fence)
     with_flow = has_mob and model.mobility_bias is not None
-    mode.pair_inputs(inp, model, data, geometry, edges, fence, with_flow, stats, to)
+    mode.pair_inputs(inp, model, data, geometry, edges, flow, with_flow, stats, to)
     return inp

@@ -115,10 +115,16 @@ def centrality_inputs(data, stats) -> tuple[float, np.ndarray]:
     return fence, strength_buckets(strength(data, fence), stats["strength.edges"])
 
 
-def symmetric_log_flow(data, fence: float) -> sp.csr_matrix:
-    """log1p of the winsorised flow both ways, i + j and j + i, as a sparse matrix (attention bias)."""
+def symmetric_flow(data, fence: float) -> sp.csr_matrix:
+    """The winsorised flow both ways, i + j and j + i, as a sparse matrix: what the attention modes read
+    for the flow bias and the sparse mode's OD partners (``AttentionMode.pair_inputs``)."""
     m = clipped_od(data.mobility, fence)
-    s = (m + m.T).tocsr()
+    return (m + m.T).tocsr()
+
+
+def symmetric_log_flow(data, fence: float) -> sp.csr_matrix:
+    """log1p of ``symmetric_flow`` with its zeros dropped (the flow bias's scale statistic)."""
+    s = symmetric_flow(data, fence)
     s.eliminate_zeros()
     s.sort_indices()
     s.data = np.log1p(s.data)

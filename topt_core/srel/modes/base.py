@@ -45,8 +45,9 @@ class AttentionMode:
         raise NotImplementedError
 
     # -- inputs and attention --------------------------------------------------------------------------
-    def pair_inputs(self, inp, model, data, geometry, edges, fence, with_flow, stats, to) -> None:
-        """Fill ``inp.pairs`` (and ``inp.layout``) for this mode."""
+    def pair_inputs(self, inp, model, data, geometry, edges, flow, with_flow, stats, to) -> None:
+        """Fill ``inp.pairs`` (and ``inp.layout``) for this mode. ``flow``: the mobility view's winsorised
+        symmetric OD (``views.mobility.symmetric_flow``, sparse N x N) or None without that view."""
         raise NotImplementedError
 
     def context(self, model, inp):

@@ -86,17 +86,15 @@ class DenseMode(AttentionMode):
         return need
 
     # -- inputs and attention --------------------------------------------------------------------
-    def pair_inputs(self, inp, model, data, geometry, edges, fence, with_flow, stats, to):
-        from ...views import mobility as mob
-
+    def pair_inputs(self, inp, model, data, geometry, edges, flow, with_flow, stats, to):
         cfg = model.config
         dist_units = spatial.pairwise_distances(data.centroids, np.float64) / geometry.spacing
         inp.pairs.u = to(np.log1p(dist_units).astype(np.float32))
         if cfg.spatial_bias == "bucket":
             inp.pairs.hops = to(spatial.hop_counts(edges, data.n, cfg.max_hops).astype(np.int64))
         if with_flow:
-            flow = mob.symmetric_log_flow(data, fence).toarray() / float(stats["flow.scale"][0])
-            inp.pairs.flow = to(flow.astype(np.float32))
+            log_flow = np.log1p(flow.toarray()) / float(stats["flow.scale"][0])
+            inp.pairs.flow = to(log_flow.astype(np.float32))
 
     def context(self, model, inp):
         bias = model.pair_bias(inp.pairs)

@@ -157,19 +157,15 @@ class SparseMode(AttentionMode):
         return need
 
     # -- inputs and attention --------------------------------------------------------------------
-    def pair_inputs(self, inp, model, data, geometry, edges, fence, with_flow, stats, to):
+    def pair_inputs(self, inp, model, data, geometry, edges, flow, with_flow, stats, to):
         """Local edges, anchors and their pair features (``srel/graph.py``); nothing N x N."""
         from scipy.spatial.distance import cdist
 
-        from ...views import mobility as mob
         from .. import graph
         from ..inputs import PairFeatures
 
         cfg, n = model.config, data.n
-        sym = None
-        if fence is not None:
-            m = mob.clipped_od(data.mobility, fence)
-            sym = (m + m.T).tocsr()
+        sym = flow
         g = graph.build(data.centroids, cfg.local_neighbours, sym, cfg.od_partners, cfg.anchors, seed=cfg.seed)
         lay = SparseLayout(dst=to(g.dst), src=to(g.src), anchor_of=to(g.anchor_of),
                            anchor_log_count=to(np.log(g.anchor_count).astype(np.float32)))
