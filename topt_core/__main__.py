@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
     t.add_argument("--attention", default=d.attention, choices=ATTENTION_MODES,
                    help="auto (dense up to 1000 regions, sparse above), dense or sparse")
+    t.add_argument("--view-weights", default="",
+                   help="self-supervised loss weight per view, e.g. 'poi=1; geometry=0.5' (views not named: 1)")
     t.add_argument("--output", required=True, help="output file (.gpkg) with the region fields + emb_000…")
     t.add_argument("--model-dir", required=True, help="folder to save the model in")
     t.add_argument("--links", help="also write the attention links (top partners per region) as lines to this file")
@@ -103,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
 def _train(a, reporter) -> dict:
     from . import io
     from .files import atomic_folder
-    from .config import SrelConfig
+    from .config import SrelConfig, parse_view_weights
     from .srel import save_model, train_srel
 
     from .views.inputs import params as view_params
@@ -114,7 +116,7 @@ def _train(a, reporter) -> dict:
                                         reporter=reporter, text_fields=_split(a.text_fields), **inputs)
     cfg = SrelConfig(epochs=a.epochs, embed_dim=a.embed_dim, spatial_bias=a.spatial_bias,
                      centrality=not a.no_centrality, seed=a.seed, restarts=a.restarts, device=a.device,
-                     attention=a.attention)
+                     attention=a.attention, view_weights=parse_view_weights(a.view_weights))
     res = train_srel(data, cfg, reporter)
     from .device import last_threads
 

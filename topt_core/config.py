@@ -7,6 +7,7 @@ version and refuse unknown keys; the same dicts are stored in saved models.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from .device import DEVICE_CHOICES  # noqa: F401  (re-exported: the allowed DEVICE values)
@@ -89,6 +90,38 @@ def upgrade_srel_settings(settings: dict) -> dict:
     return settings
 
 
+def _weight_pairs(value) -> tuple:
+    """``view_weights`` as a sorted tuple of (name, float) pairs, from a dict, pairs or JSON lists; checked."""
+    items = value.items() if isinstance(value, dict) else value
+    try:
+        pairs = tuple(sorted((str(k), float(w)) for k, w in items))
+    except (TypeError, ValueError) as exc:
+        raise ToptConfigError(f"SrelConfig.view_weights must be view name -> weight pairs, got {value!r} "
+                              f"({exc}); expected e.g. {{'poi': 1.0, 'geometry': 0.5}}.") from exc
+    for name, w in pairs:
+        _check(w >= 0 and math.isfinite(w), f"SrelConfig.view_weights: the weight of {name!r} must be a finite number "
+                                          f">= 0, got {w}.")
+    _check(len({k for k, _ in pairs}) == len(pairs), f"SrelConfig.view_weights names a view twice: {value!r}.")
+    return pairs
+
+
+def parse_view_weights(text: str) -> tuple:
+    """``"poi=1; geometry=0.5"`` (both front doors' syntax) -> view_weights pairs; a clear error otherwise."""
+    out = []
+    for part in (p.strip() for p in str(text or "").replace(",", ";").split(";")):
+        if not part:
+            continue
+        name, sep, weight = part.partition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError("no name=weight")
+            out.append((name.strip(), float(weight)))
+        except ValueError:
+            raise ToptConfigError(f"View weight {part!r} is not of the form name=number; expected e.g. "
+                                  "'poi=1; geometry=0.5' with view names as the log lists them.") from None
+    return _weight_pairs(out)
+
+
 @dataclass(frozen=True)
 class SrelConfig(_ConfigMixin):
     """Stage 1 (SREL): view encoders + Graphormer fusion, trained self-supervised."""
@@ -122,6 +155,8 @@ class SrelConfig(_ConfigMixin):
                                         # "auto" (on when the median region has < 10 POIs) | "on" | "off"
     geometry_weight: float = 1.0
     context_weight: float = 1.0
+    view_weights: tuple = ()            # (view name, loss weight) pairs for any registered view (a view added by a
+                                        # user has no field above); they win over the fields; parse_view_weights
     feature_weight: float = 0.0         # reconstruct the (preprocessed) input features from the embedding
     mask_weight: float = 0.0            # masked regions (GraphMAE-style): hide the inputs of a share of the regions
     mask_rate: float = 0.25             # each epoch and reconstruct them from their neighbours (a locality objective)
@@ -167,6 +202,7 @@ class SrelConfig(_ConfigMixin):
         _check(self.max_degree >= 1, f"SrelConfig.max_degree must be >= 1, got {self.max_degree}.")
         _check(self.strength_buckets >= 2, f"SrelConfig.strength_buckets must be >= 2, got {self.strength_buckets}.")
         _one_of("SrelConfig", "mobility_features", self.mobility_features, MOBILITY_FEATURES)
+        object.__setattr__(self, "view_weights", _weight_pairs(self.view_weights))
         _check(0.0 < self.mask_rate < 1.0, f"SrelConfig.mask_rate must be in (0, 1), got {self.mask_rate}.")
         for name in ("mobility_weight", "poi_weight", "landuse_weight", "extra_weight", "feature_weight",
                      "mask_weight"):

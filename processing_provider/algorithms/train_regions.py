@@ -5,9 +5,10 @@ import numpy as np
 from qgis.core import (QgsProcessing, QgsProcessingOutputNumber, QgsProcessingOutputString,
                        QgsProcessingParameterBoolean, QgsProcessingParameterCrs, QgsProcessingParameterFeatureSink,
                        QgsProcessingParameterFeatureSource, QgsProcessingParameterField,
-                       QgsProcessingParameterFolderDestination, QgsProcessingParameterNumber)
+                       QgsProcessingParameterFolderDestination, QgsProcessingParameterNumber,
+                       QgsProcessingParameterString)
 
-from topt_core.config import ATTENTION_MODES, NEIGHBOUR_MODES, SPATIAL_BIASES, SrelConfig
+from topt_core.config import ATTENTION_MODES, NEIGHBOUR_MODES, SPATIAL_BIASES, SrelConfig, parse_view_weights
 
 from ..adapters import regions, sinks, spatial_join, styles
 from ..feedback import FeedbackReporter
@@ -42,6 +43,7 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
     DEVICE = "DEVICE"
     SEED = "SEED"
     RESTARTS = "RESTARTS"
+    VIEW_WEIGHTS = "VIEW_WEIGHTS"
     ATTENTION = "ATTENTION"
     OUTPUT = "OUTPUT"
     OUTPUT_MODEL = "OUTPUT_MODEL"
@@ -116,6 +118,9 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
         self.addParameter(N(self.SEED, self.tr("Random seed"), N.Integer, d.seed, minValue=0))
         self.addParameter(advanced(N(self.RESTARTS, self.tr("Restarts combined (0: 4 up to 500 regions, else 1)"),
                                      N.Integer, d.restarts, minValue=0, maxValue=32)))
+        self.addParameter(advanced(QgsProcessingParameterString(
+            self.VIEW_WEIGHTS, self.tr("Self-supervised loss weight per view (e.g. poi=1; geometry=0.5)"),
+            defaultValue="", optional=True)))
         self.addParameter(QgsProcessingParameterFeatureSink(self.OUTPUT, self.tr("Region embeddings"),
                                                             QgsProcessing.TypeVectorPolygon))
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_MODEL, self.tr("Model folder")))
@@ -145,7 +150,8 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
             epochs=i(self.EPOCHS), lr=f(self.LEARNING_RATE), weight_decay=f(self.WEIGHT_DECAY),
             patience=i(self.PATIENCE), threads=i(self.THREADS), seed=i(self.SEED),
             restarts=i(self.RESTARTS), device=self.parameterAsEnumString(parameters, self.DEVICE, context),
-            attention=self.parameterAsEnumString(parameters, self.ATTENTION, context))
+            attention=self.parameterAsEnumString(parameters, self.ATTENTION, context),
+            view_weights=parse_view_weights(self.parameterAsString(parameters, self.VIEW_WEIGHTS, context)))
 
     def view_inputs(self, parameters, context) -> spatial_join.ViewInputs:
         return spatial_join.ViewInputs(view_values(self, parameters, context))

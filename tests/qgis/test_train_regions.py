@@ -123,6 +123,8 @@ def test_cancel_mid_training_writes_nothing(topt_provider, sample_copy, tmp_path
     ({"DISTANCE_CRS": "EPSG:4326"}, "geographic"),
     ({"REGION_ID_FIELD": "cd_label"}, "must be unique"),
     ({"POIS": None, "MOBILITY": None, "LANDUSE_FIELDS": []}, "No usable view"),
+    ({"VIEW_WEIGHTS": "poi:2"}, "'poi:2' is not of the form name=number"),
+    ({"VIEW_WEIGHTS": "pois=2"}, "'pois', which is not a view"),
 ])
 def test_bad_inputs_give_clear_messages(topt_provider, sample_copy, tmp_path, change, match):
     import processing
@@ -133,3 +135,13 @@ def test_bad_inputs_give_clear_messages(topt_provider, sample_copy, tmp_path, ch
     with pytest.raises(QgsProcessingException, match=match):
         processing.run("topt:train_regions", params)
     assert not (tmp_path / "o.gpkg").exists()
+
+
+def test_view_weights_reach_the_model(topt_provider, sample_copy, tmp_path):
+    """VIEW_WEIGHTS (the command line's --view-weights) is stored with the model, as the engine's config."""
+    import processing
+
+    processing.run("topt:train_regions", {**sample_params(sample_copy), **FAST_SREL, "VIEW_WEIGHTS": "mobility=0.5; poi=2",
+                                          "OUTPUT": str(tmp_path / "o.gpkg"), "OUTPUT_MODEL": str(tmp_path / "m")})
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())["config"]
+    assert [tuple(p) for p in cfg["view_weights"]] == [("mobility", 0.5), ("poi", 2.0)]

@@ -101,6 +101,7 @@ def train_srel(data, config: SrelConfig = SrelConfig(), reporter=None, device: D
     data = data.without_targets()
     config = config.replace(restarts=resolve_restarts(config, data.n))     # saved with the model as a number
     choice = device or resolve_device(config.device)
+    views.check_weights(config)
     mode = modes.resolve(config, data.n)                                  # resolved once, handed on
     mode.check_config(config, data)
     need = mode.check_memory(data.n, config, choice.device)

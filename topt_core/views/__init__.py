@@ -33,7 +33,7 @@ from .base import Table, TableView, View
 # the user's views first, then the derived ones (computed from the regions and those views; derived.py)
 REGISTRY: tuple = (poi.VIEW, landuse.VIEW, mobility.VIEW, extra.VIEW, derived.GEOMETRY, derived.CONTEXT)
 
-__all__ = ["REGISTRY", "Table", "TableView", "View", "get", "model_inputs", "names", "present"]
+__all__ = ["REGISTRY", "Table", "TableView", "View", "check_weights", "get", "model_inputs", "names", "present"]
 
 
 def names() -> list[str]:
@@ -67,3 +67,13 @@ def derived_note(data, config) -> str:
     if "auto" in (getattr(config, "context_view", None), getattr(config, "geometry_view", None)):
         note += f" (auto: {CONTEXT.why(data)})"
     return note + "."
+
+
+def check_weights(config) -> None:
+    """Refuse ``SrelConfig.view_weights`` that name no registered view (a typo would silently weigh nothing)."""
+    from ..errors import ToptConfigError
+
+    unknown = [k for k, _ in getattr(config, "view_weights", ()) if k not in names()]
+    if unknown:
+        raise ToptConfigError(f"View weights name {', '.join(map(repr, unknown))}, which is not a view; expected "
+                              f"names from {names()}.")

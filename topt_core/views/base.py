@@ -41,6 +41,7 @@ class View:
     facet_rank = 60           # position of its sentence in a description (place = 40)
     ssl_decoders: tuple = ()  # names of its decoders on the embedding (self-supervised loss)
     derived = False           # True: computed from the regions and the other views (views/derived.py)
+    default_weight = 1.0      # its self-supervised loss weight unless SrelConfig.view_weights says otherwise
     sources: tuple = ()       # the front doors' inputs: ``inputs.Source``s, one per way to give the view
 
 
@@ -111,7 +112,12 @@ class View:
         raise NotImplementedError
 
     def loss_weight(self, config) -> float:
-        return float(getattr(config, f"{self.name}_weight", 1.0))
+        """This view's weight in the self-supervised loss: ``config.view_weights`` if it names the view, else
+        the config's ``<name>_weight`` field where one exists (the built-in views), else ``default_weight``."""
+        named = dict(getattr(config, "view_weights", ()))
+        if self.name in named:
+            return float(named[self.name])
+        return float(getattr(config, f"{self.name}_weight", self.default_weight))
 
     def ssl_target(self, data, stats: dict, config=None):
         """Its self-supervised target, mode-neutral (``topt_core/targets.py``); the attention mode builds
