@@ -82,12 +82,52 @@ def _origin_subset(rows, cols, w, n: int, keep: int):
     return rows[m], cols[m], w[m] * (n / keep)
 
 
+#: observed pairs per block in ``pair_dots``: the gathered rows of a block (2 x 32 768 x width floats, ~38 MB at
+#: width 144) stay small, where gathering a city's million OD pairs at once moved gigabytes per epoch
+PAIR_BLOCK = 32768
+
+
+class _PairDots(torch.autograd.Function):
+    """s_k = a[rows_k] . b[cols_k] for the observed pairs, computed (and differentiated) block by block, so no
+    (pairs x width) tensor is kept for the backward pass; the gradients are accumulated block after block in
+    the pairs' order, the order the gather-multiply-sum it replaces accumulated them in."""
+
+    @staticmethod
+    def forward(ctx, a, b, rows, cols):
+        ctx.save_for_backward(a, b, rows, cols)
+        out = a.new_empty(rows.shape[0])
+        for i in range(0, rows.shape[0], PAIR_BLOCK):
+            r, c = rows[i:i + PAIR_BLOCK], cols[i:i + PAIR_BLOCK]
+            out[i:i + PAIR_BLOCK] = (torch.index_select(a, 0, r) * torch.index_select(b, 0, c)).sum(-1)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b, rows, cols = ctx.saved_tensors
+        ga = torch.zeros_like(a) if ctx.needs_input_grad[0] else None
+        gb = torch.zeros_like(b) if ctx.needs_input_grad[1] else None
+        for i in range(0, rows.shape[0], PAIR_BLOCK):
+            r, c, g = rows[i:i + PAIR_BLOCK], cols[i:i + PAIR_BLOCK], grad[i:i + PAIR_BLOCK, None]
+            if ga is not None:
+                ga.index_add_(0, r, g * torch.index_select(b, 0, c))
+            if gb is not None:
+                gb.index_add_(0, c, torch.index_select(a, 0, r) * g)
+        return ga, gb, None, None
+
+
+def pair_dots(a: torch.Tensor, b: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """(pairs,) dot products a[rows] . b[cols] (the OD loss's observed pairs) without a (pairs x width) tensor."""
+    if rows.shape[0] <= PAIR_BLOCK:
+        return (torch.index_select(a, 0, rows) * torch.index_select(b, 0, cols)).sum(-1)
+    return _PairDots.apply(a, b, rows, cols)
+
+
 def _sampled_ce(a, b, rows, cols, w, counts, n: int, negatives: int):
     """sum_ij w_ij (log Z_i - a_i.b_j), Z_i = sum over all j of exp(a_i.b_j) estimated from the observed
     j and ``negatives`` destinations drawn without replacement and shared by all origins (weighted by
     the unobserved share); exact when negatives >= N."""
     pick = torch.index_select
-    s_obs = (pick(a, 0, rows) * pick(b, 0, cols)).sum(-1)
+    s_obs = pair_dots(a, b, rows, cols)
     if negatives >= n:                                                   # small layers: the exact normaliser
         log_z = torch.logsumexp(a @ b.T, dim=1)
         return (w * (pick(log_z, 0, rows) - s_obs)).sum()
