@@ -87,6 +87,26 @@ def _origin_subset(rows, cols, w, n: int, keep: int):
 PAIR_BLOCK = 32768
 
 
+class _serial_index_add:
+    """On the CPU ``index_add_`` adds in index order, deterministic as it is; with deterministic algorithms
+    on, torch routes it through ``scatter_add_`` with a materialised (pairs x width) index instead (most of
+    the cost). This lifts that setting for the block loop on the CPU only (on a GPU the setting matters)."""
+
+    def __init__(self, device):
+        self.cpu = torch.device(device).type == "cpu"
+
+    def __enter__(self):
+        self.was = torch.are_deterministic_algorithms_enabled()
+        self.warn = torch.is_deterministic_algorithms_warn_only_enabled()
+        if self.cpu and self.was:
+            torch.use_deterministic_algorithms(False)
+
+    def __exit__(self, *exc):
+        if self.cpu and self.was:
+            torch.use_deterministic_algorithms(True, warn_only=self.warn)
+        return False
+
+
 class _PairDots(torch.autograd.Function):
     """s_k = a[rows_k] . b[cols_k] for the observed pairs, computed (and differentiated) block by block, so no
     (pairs x width) tensor is kept for the backward pass; the gradients are accumulated block after block in
@@ -106,12 +126,13 @@ class _PairDots(torch.autograd.Function):
         a, b, rows, cols = ctx.saved_tensors
         ga = torch.zeros_like(a) if ctx.needs_input_grad[0] else None
         gb = torch.zeros_like(b) if ctx.needs_input_grad[1] else None
-        for i in range(0, rows.shape[0], PAIR_BLOCK):
-            r, c, g = rows[i:i + PAIR_BLOCK], cols[i:i + PAIR_BLOCK], grad[i:i + PAIR_BLOCK, None]
-            if ga is not None:
-                ga.index_add_(0, r, g * torch.index_select(b, 0, c))
-            if gb is not None:
-                gb.index_add_(0, c, torch.index_select(a, 0, r) * g)
+        with _serial_index_add(a.device):
+            for i in range(0, rows.shape[0], PAIR_BLOCK):
+                r, c, g = rows[i:i + PAIR_BLOCK], cols[i:i + PAIR_BLOCK], grad[i:i + PAIR_BLOCK, None]
+                if ga is not None:
+                    ga.index_add_(0, r, g * torch.index_select(b, 0, c))
+                if gb is not None:
+                    gb.index_add_(0, c, torch.index_select(a, 0, r) * g)
         return ga, gb, None, None
 
 
