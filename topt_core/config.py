@@ -160,6 +160,10 @@ class SrelConfig(_ConfigMixin):
     feature_weight: float = 0.0         # reconstruct the (preprocessed) input features from the embedding
     mask_weight: float = 0.0            # masked regions (GraphMAE-style): hide the inputs of a share of the regions
     mask_rate: float = 0.25             # each epoch and reconstruct them from their neighbours (a locality objective)
+    contrast_weight: float = 0.0        # GRACE-style InfoNCE between two input-dropout passes: each region must be
+    contrast_drop: float = 0.2          # told apart from the others (keeps what is particular to a region)
+    contrast_tau: float = 0.5
+    contrast_rows: int = 1024           # anchors per epoch (against all regions as candidates)
     epochs: int = 150                   # chosen on the Manhattan benchmark (bench/RESULTS.md)
     lr: float = 2e-3
     weight_decay: float = 5e-4
@@ -203,9 +207,12 @@ class SrelConfig(_ConfigMixin):
         _check(self.strength_buckets >= 2, f"SrelConfig.strength_buckets must be >= 2, got {self.strength_buckets}.")
         _one_of("SrelConfig", "mobility_features", self.mobility_features, MOBILITY_FEATURES)
         object.__setattr__(self, "view_weights", _weight_pairs(self.view_weights))
+        _check(0.0 <= self.contrast_drop < 1.0, f"SrelConfig.contrast_drop must be in [0, 1), got {self.contrast_drop}.")
+        _check(self.contrast_tau > 0, f"SrelConfig.contrast_tau must be > 0, got {self.contrast_tau}.")
+        _check(self.contrast_rows >= 1, f"SrelConfig.contrast_rows must be >= 1, got {self.contrast_rows}.")
         _check(0.0 < self.mask_rate < 1.0, f"SrelConfig.mask_rate must be in (0, 1), got {self.mask_rate}.")
         for name in ("mobility_weight", "poi_weight", "landuse_weight", "extra_weight", "feature_weight",
-                     "mask_weight"):
+                     "mask_weight", "contrast_weight"):
             _check(getattr(self, name) >= 0, f"SrelConfig.{name} must be >= 0, got {getattr(self, name)}.")
         _check(self.patience >= 1, f"SrelConfig.patience must be >= 1, got {self.patience}.")
         _check(self.min_delta >= 0, f"SrelConfig.min_delta must be >= 0, got {self.min_delta}.")

@@ -11,6 +11,8 @@
 * Optional (``mask_weight``): masked regions, as GraphMAE masks nodes: each epoch the inputs of
   ``mask_rate`` of the regions are zeroed and the model must reconstruct them from what the
   attention brings in from their neighbours (a locality objective; ``masked_region_loss``).
+* Optional (``contrast_weight``): GRACE-style InfoNCE between two passes with input dropout: a
+  region's two embeddings must match each other rather than any other region's (``contrastive_loss``).
 
 Each view (``topt_core.views``) builds its own mode-neutral target; the attention mode
 chooses the exact or sampled form; the loss functions live in ``topt_core.objectives``
@@ -73,3 +75,23 @@ def masked_region_loss(model, inputs, rate: float) -> tuple[torch.Tensor, torch.
         return emb, emb.new_zeros(())
     rec = sum(F.mse_loss(model.feature_decoders[v](emb[hidden]), inputs.features[v][hidden]) for v in model.views)
     return emb, rec / len(model.views)
+
+
+def _dropped(inputs, rate: float):
+    """The inputs with each feature entry zeroed with probability ``rate`` (torch's seeded RNG)."""
+    if rate <= 0:
+        return inputs
+    return dataclasses.replace(inputs, features={v: f * (torch.rand_like(f) >= rate).to(f.dtype)
+                                                 for v, f in inputs.features.items()})
+
+
+def contrastive_loss(model, inputs, cfg) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the first pass's embeddings, the symmetric InfoNCE of ``contrast_rows`` anchors against every region)."""
+    e1, e2 = model(_dropped(inputs, cfg.contrast_drop)), model(_dropped(inputs, cfg.contrast_drop))
+    z1, z2 = F.normalize(model.contrast_head(e1), dim=1), F.normalize(model.contrast_head(e2), dim=1)
+    n = z1.shape[0]
+    idx = torch.arange(n, device=z1.device) if cfg.contrast_rows >= n else \
+        torch.randperm(n, device=z1.device)[:cfg.contrast_rows]
+    loss = F.cross_entropy(z1[idx] @ z2.T / cfg.contrast_tau, idx) + \
+        F.cross_entropy(z2[idx] @ z1.T / cfg.contrast_tau, idx)
+    return e1, loss / 2

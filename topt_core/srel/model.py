@@ -93,6 +93,8 @@ class SrelModel(nn.Module):
         self.decoders = nn.ModuleDict({k: nn.Linear(d, d) for k in dec})
         if c.feature_weight > 0 or c.mask_weight > 0:
             self.feature_decoders = nn.ModuleDict({v: nn.Linear(d, schema["dims"][v]) for v in self.views})
+        if c.contrast_weight > 0:               # projection head of the contrastive objective (GRACE)
+            self.contrast_head = nn.Sequential(nn.Linear(d, d), nn.ELU(), nn.Linear(d, d))
 
     def reset_parameters(self) -> None:
         """Initial weights again, drawn in the order of a build (the statistics buffers are kept)."""

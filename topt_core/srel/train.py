@@ -21,7 +21,7 @@ from . import modes
 from .determinism import Deterministic, member_seed  # noqa: F401  (member_seed: re-exported)
 from .folder import FORMAT, WEIGHTS_FILE, load_model, save_model  # noqa: F401  (the public API, re-exported)
 from .inputs import build_inputs, check_schema, fit_preprocessing, input_schema
-from .losses import build_targets, masked_region_loss, srel_loss
+from .losses import build_targets, contrastive_loss, masked_region_loss, srel_loss
 from .model import SrelEnsemble, SrelModel
 from .stopping import BestState as _BestState   # a module global, so tests can wrap it
 
@@ -63,6 +63,10 @@ def _train_member(model, inputs, targets, config: SrelConfig, reporter, k: int, 
             emb, rec = masked_region_loss(model, inputs, config.mask_rate)
             loss, _ = srel_loss(model, emb, targets)
             loss = loss + config.mask_weight * rec
+        elif config.contrast_weight > 0:         # two dropout passes; the first carries the other losses
+            emb, nce = contrastive_loss(model, inputs, config)
+            loss, _ = srel_loss(model, emb, targets)
+            loss = loss + config.contrast_weight * nce
         else:
             loss, _ = srel_loss(model, model(inputs), targets)
         loss.backward()
