@@ -50,9 +50,7 @@ HELP = {
             "SEED": "Same seed, same inputs: the same embeddings on the same machine.",
             "RESTARTS": "Independent trainings combined into one embedding (1: a single model; 0: four for "
                         "layers up to 500 regions, where it adds accuracy, one above, where it would cost 4x).",
-            "VIEW_WEIGHTS": "Weight of each view's self-supervised loss, as name=weight pairs separated by ';' "
-                            "(e.g. poi=1; geometry=0.5); views not named keep weight 1. The names are the views "
-                            "the log lists (poi, landuse, mobility, extra, geometry, context, and any added view).",
+            "VIEW_WEIGHTS": "SSL loss weight by view name: poi=1; geometry=0.5 (others 1).",
             "OUTPUT": "The region layer with the emb_ fields and the influence fields attn_in (attention the region "
                       "receives), attn_dist_m (mean distance of what it attends to) and centrality (its neighbour "
                       "count, as the model used it); styled by attn_in.",

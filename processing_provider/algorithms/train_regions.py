@@ -119,7 +119,7 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
         self.addParameter(advanced(N(self.RESTARTS, self.tr("Restarts combined (0: 4 up to 500 regions, else 1)"),
                                      N.Integer, d.restarts, minValue=0, maxValue=32)))
         self.addParameter(advanced(QgsProcessingParameterString(
-            self.VIEW_WEIGHTS, self.tr("Self-supervised loss weight per view (e.g. poi=1; geometry=0.5)"),
+            self.VIEW_WEIGHTS, self.tr("Loss weight per view"),
             defaultValue="", optional=True)))
         self.addParameter(QgsProcessingParameterFeatureSink(self.OUTPUT, self.tr("Region embeddings"),
                                                             QgsProcessing.TypeVectorPolygon))

@@ -65,8 +65,8 @@ def test_the_contrastive_loss_is_low_when_the_two_passes_agree():
     model.eval()                                    # no dropout: two passes without input dropout agree exactly
     _, same = contrastive_loss(model, inputs, cfg.replace(contrast_drop=0.0, contrast_tau=0.05))
     _, noisy = contrastive_loss(model, inputs, cfg.replace(contrast_drop=0.9, contrast_tau=0.05))
-    assert float(same) < float(noisy)
-    assert float(same) < np.log(30)                 # below chance: every region is told apart from the others
+    assert float(same.detach()) < float(noisy.detach())
+    assert float(same.detach()) < np.log(30)                 # below chance: every region is told apart from the others
 
 
 @pytest.mark.parametrize("option", [dict(mask_weight=1.0, mask_rate=0.5), dict(contrast_weight=1.0),
