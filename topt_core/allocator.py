@@ -6,7 +6,7 @@ epoch page-faults its whole working set again: at 40 000 regions that was 44 % o
 bench/RESULTS.md, issue 21). While training, ``keep_freed_memory`` serves every block from the heap and
 keeps what is freed (``mallopt``: no mmap, trim only above 1 GiB); afterwards it puts the defaults back
 and returns the free heap to the system (``malloc_trim``). The price is a higher peak (about a quarter
-more at 40 000 regions), so it is used only when that still fits. Results are bit-identical: only where
+more at 40 000 regions, still under the mode's estimate), so it is used only when the estimate fits. Results are bit-identical: only where
 memory comes from changes. Off glibc (macOS, Windows, musl) it does nothing.
 """
 from __future__ import annotations
@@ -18,8 +18,10 @@ import platform
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4            # glibc's mallopt parameters (malloc.h)
 DEFAULT_TRIM_THRESHOLD, DEFAULT_MMAP_MAX = 128 * 1024, 65536
 KEEP_TRIM_THRESHOLD = 1 << 30
-#: peak memory with freed blocks kept, relative to the mode's estimate (measured +23 % at 40 000 regions)
-PEAK_FACTOR = 1.3
+#: peak memory with freed blocks kept, relative to the mode's estimate. The estimates are conservative enough
+#: to cover the raised peak: 2.13 GB measured against 2.44 GB estimated at 10 000 regions, 6.79 against 9.02 GB
+#: at 40 000 (bench/RESULTS.md, issue 21); raise this if a measured peak ever exceeds its estimate.
+PEAK_FACTOR = 1.0
 
 
 def _glibc():
