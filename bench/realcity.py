@@ -84,7 +84,8 @@ VARIANTS = {                      # SrelConfig overrides, each an ablation row (
     "masked-5": dict(mask_weight=5.0, mask_rate=0.5),
     "masked-5-concat": dict(mask_weight=5.0, mask_rate=0.5, view_fusion="concat"),
     "contrast": dict(contrast_weight=1.0),           # GRACE-style InfoNCE between two input-dropout passes
-    "contrast-5": dict(contrast_weight=5.0),          # the view encodings side by side instead of a weighted sum
+    "contrast-5": dict(contrast_weight=5.0),
+    "masked-contrast-concat": dict(mask_weight=5.0, mask_rate=0.5, contrast_weight=1.0, view_fusion="concat"),          # the view encodings side by side instead of a weighted sum
 }
 
 

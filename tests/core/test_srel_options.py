@@ -70,7 +70,8 @@ def test_the_contrastive_loss_is_low_when_the_two_passes_agree():
 
 
 @pytest.mark.parametrize("option", [dict(mask_weight=1.0, mask_rate=0.5), dict(contrast_weight=1.0),
-                                    dict(view_fusion="concat")])
+                                    dict(view_fusion="concat"),
+                                    dict(mask_weight=1.0, mask_rate=0.5, contrast_weight=1.0, view_fusion="concat")])
 def test_each_option_trains_deterministically_and_changes_the_embedding(option):
     data = tiny_data(n=30)
     base = train_srel(data, FAST).embeddings

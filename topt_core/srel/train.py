@@ -59,16 +59,17 @@ def _train_member(model, inputs, targets, config: SrelConfig, reporter, k: int, 
         check_canceled(reporter)
         model.train()
         opt.zero_grad(set_to_none=True)
-        if config.mask_weight > 0:               # one forward pass over the masked inputs carries every loss
+        emb, extra = None, []
+        if config.mask_weight > 0:               # the masked pass carries the other losses
             emb, rec = masked_region_loss(model, inputs, config.mask_rate)
-            loss, _ = srel_loss(model, emb, targets)
-            loss = loss + config.mask_weight * rec
-        elif config.contrast_weight > 0:         # two dropout passes; the first carries the other losses
-            emb, nce = contrastive_loss(model, inputs, config)
-            loss, _ = srel_loss(model, emb, targets)
-            loss = loss + config.contrast_weight * nce
-        else:
-            loss, _ = srel_loss(model, model(inputs), targets)
+            extra.append(config.mask_weight * rec)
+        if config.contrast_weight > 0:           # two dropout passes (the first carries them without masking)
+            first, nce = contrastive_loss(model, inputs, config)
+            emb = first if emb is None else emb
+            extra.append(config.contrast_weight * nce)
+        loss, _ = srel_loss(model, model(inputs) if emb is None else emb, targets)
+        for term in extra:
+            loss = loss + term
         loss.backward()
         opt.step()
         stop = tracker.update(loss, epoch)
