@@ -62,6 +62,11 @@ def srel_loss(model, emb: torch.Tensor, targets: dict) -> tuple[torch.Tensor, di
     return total, parts
 
 
+def _with_features(inputs, change):
+    """A copy of ``inputs`` whose every view's features went through ``change`` (the pairs are shared)."""
+    return dataclasses.replace(inputs, features={v: change(f) for v, f in inputs.features.items()})
+
+
 def masked_region_loss(model, inputs, rate: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(embeddings of a forward pass with the inputs of a random ``rate`` of the regions zeroed, the MSE of
     reconstructing those regions' preprocessed features from them). The draw uses torch's seeded RNG."""
@@ -69,8 +74,7 @@ def masked_region_loss(model, inputs, rate: float) -> tuple[torch.Tensor, torch.
     dev = next(iter(inputs.features.values())).device
     hidden = torch.rand(n, device=dev) < rate
     keep = (~hidden).to(torch.float32)[:, None]
-    masked = dataclasses.replace(inputs, features={v: f * keep for v, f in inputs.features.items()})
-    emb = model(masked)
+    emb = model(_with_features(inputs, lambda f: f * keep))
     if not bool(hidden.any()):
         return emb, emb.new_zeros(())
     rec = sum(F.mse_loss(model.feature_decoders[v](emb[hidden]), inputs.features[v][hidden]) for v in model.views)
@@ -81,8 +85,7 @@ def _dropped(inputs, rate: float):
     """The inputs with each feature entry zeroed with probability ``rate`` (torch's seeded RNG)."""
     if rate <= 0:
         return inputs
-    return dataclasses.replace(inputs, features={v: f * (torch.rand_like(f) >= rate).to(f.dtype)
-                                                 for v, f in inputs.features.items()})
+    return _with_features(inputs, lambda f: f * (torch.rand_like(f) >= rate).to(f.dtype))
 
 
 def contrastive_loss(model, inputs, cfg) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .. import allocator
 from ..config import SrelConfig, resolve_restarts
 from ..device import DeviceChoice, cpu_threads, resolve_device, torch_threads
 from ..progress import check_canceled, ensure_reporter, eta_words
-from . import modes
+from . import memory, modes
 from .determinism import Deterministic, member_seed  # noqa: F401  (member_seed: re-exported)
 from .folder import FORMAT, WEIGHTS_FILE, load_model, save_model  # noqa: F401  (the public API, re-exported)
 from .inputs import build_inputs, check_schema, fit_preprocessing, input_schema
@@ -121,11 +122,8 @@ def train_srel(data, config: SrelConfig = SrelConfig(), reporter=None, device: D
     dev = torch.device(choice.device)
     member_cfg = config.replace(restarts=1)
     members, histories, epochs, stopped, stats, inputs = [], [], [], False, None, None
-    from .. import allocator
-    from .memory import available_memory
-
-    heap = allocator.keep_freed_memory(allocator.worth_it(choice.device, data.n, need, available_memory(choice.device),
-                                                          SMALL_N))
+    keep = allocator.worth_it(choice.device, data.n, need, memory.available_memory(choice.device), SMALL_N)
+    heap = allocator.keep_freed_memory(keep)
     with _threads(config, choice.device, data.n), heap:
         if heap.active:
             reporter.info("SREL: the CPU allocator keeps freed memory for the next epoch while training (faster at "

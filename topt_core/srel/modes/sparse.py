@@ -165,8 +165,7 @@ class SparseMode(AttentionMode):
         from ..inputs import PairFeatures
 
         cfg, n = model.config, data.n
-        sym = flow
-        g = graph.build(data.centroids, cfg.local_neighbours, sym, cfg.od_partners, cfg.anchors, seed=cfg.seed)
+        g = graph.build(data.centroids, cfg.local_neighbours, flow, cfg.od_partners, cfg.anchors, seed=cfg.seed)
         lay = SparseLayout(dst=to(g.dst), src=to(g.src), anchor_of=to(g.anchor_of),
                            anchor_log_count=to(np.log(g.anchor_count).astype(np.float32)))
         inp.pairs.u = to(np.log1p(geometry.units(g.dst, g.src)).astype(np.float32))
@@ -178,9 +177,9 @@ class SparseMode(AttentionMode):
             lay.anchor_pairs.hops = to(np.full(a_u.shape, cfg.max_hops, dtype=np.int64))
         if with_flow:
             scale = float(stats["flow.scale"][0])
-            inp.pairs.flow = to((np.log1p(np.asarray(sym[g.dst, g.src]).ravel()) / scale).astype(np.float32))
+            inp.pairs.flow = to((np.log1p(np.asarray(flow[g.dst, g.src]).ravel()) / scale).astype(np.float32))
             onehot = sp.csr_matrix((np.ones(n), (np.arange(n), g.anchor_of)), shape=(n, g.m))
-            lay.anchor_pairs.flow = to((np.log1p((sym @ onehot).toarray()) / scale).astype(np.float32))
+            lay.anchor_pairs.flow = to((np.log1p((flow @ onehot).toarray()) / scale).astype(np.float32))
         inp.layout = lay
 
     def context(self, model, inp):
