@@ -22,7 +22,8 @@ same folds:
   whether the embedding keeps more than its inputs);
 * ``knn``: inverse-distance mean of the 8 nearest labelled training regions (label interpolation);
 * ``srel`` (and ``srel:<variant>``): Ridge on the SREL embedding trained with that seed (no label);
-* ``stage2`` (``--stage2``): ``predict_regions``'s default (``run_prompt4re``) on the default embedding.
+* ``stage2`` (``--stage2``): ``predict_regions``'s default (``run_prompt4re``) on the default embedding;
+  ``stage2:<variant>`` (``--stage2-variants``) the same on that variant's embedding.
 
 Every Ridge standardises its inputs and tunes alpha by efficient leave-one-out on the training fold
 only (``RidgeCV``); predictions of a target >= 0 are clipped at 0. The test fold is touched once.
@@ -251,27 +252,28 @@ def run_city(name, spec, seeds, schemes, variants, stage2, log, config_over, sav
                 ring = ring_readout(embs["default"], data)
                 res["srel+rings2"] = {s: score(y, ridge_oof(ring, y, f, clip, standardise=False), lab)
                                       for s, f in folds.items()}
-            if stage2:
+            for vname in stage2:                       # predict_regions' default on these embeddings
                 from topt_core.prompt import run_prompt4re
 
-                res["stage2"] = {}
+                key = "stage2" if vname == "default" else f"stage2:{vname}"
+                res[key] = {}
                 for s in schemes:
                     cfg = PromptConfig(task="generic", protocol=s, seed=seed, folds=10)
-                    out = run_prompt4re(embs["default"], data, y, spec["targets"][target], cfg)
-                    res["stage2"][s] = {"r2": out.metrics["r2"], "mae": out.metrics["mae"],
-                                        "ridge_r2": out.ridge_metrics["r2"], "knn_r2": out.knn_metrics["r2"],
-                                        "coverage": out.coverage}
+                    out = run_prompt4re(embs[vname], data, y, spec["targets"][target], cfg)
+                    res[key][s] = {"r2": out.metrics["r2"], "mae": out.metrics["mae"],
+                                   "ridge_r2": out.ridge_metrics["r2"], "knn_r2": out.knn_metrics["r2"],
+                                   "coverage": out.coverage}
             for m, v in res.items():
                 runs[target].setdefault(m, []).append(v)
         if save_dir:                                   # what is done so far survives an interrupted run
-            done = {t: {m: (stage2_summary(v) if m == "stage2" else summarise(v)) for m, v in ms.items()}
+            done = {t: {m: (stage2_summary(v) if m.startswith("stage2") else summarise(v)) for m, v in ms.items()}
                     for t, ms in runs.items() if ms}
             (Path(save_dir) / f"{name}_partial.json").write_text(json.dumps(
                 {"seeds_done": seeds[:seeds.index(seed) + 1], "cities": {name: done}, "inputs": {name: info}},
                 indent=1))
             log(f"  seed {seed} {target}: " + ", ".join(f"{m} {v['random']['r2']:.3f}/{v.get('spatial-blocks', v['random'])['r2']:.3f}"
                                                         for m, v in res.items()))
-    out = {t: {m: (stage2_summary(v) if m == "stage2" else summarise(v)) for m, v in ms.items()}
+    out = {t: {m: (stage2_summary(v) if m.startswith("stage2") else summarise(v)) for m, v in ms.items()}
            for t, ms in runs.items()}
     return out, info, {k: float(np.mean(v)) for k, v in seconds.items()}
 
@@ -338,6 +340,8 @@ def main(argv=None) -> int:
     p.add_argument("--folds", default="random,spatial-blocks")
     p.add_argument("--variants", default="default", help=f"SREL variants, comma list of {list(VARIANTS)}")
     p.add_argument("--stage2", action="store_true", help="also predict_regions' default on the default embedding")
+    p.add_argument("--stage2-variants", default=None,
+                   help="comma list of variants (of --variants) whose embeddings stage 2 also runs on (row stage2:<v>)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="SrelConfig override for all")
     p.add_argument("--json", default=None)
     p.add_argument("--save-emb", default=None, help="folder to save each embedding in (<city>_<variant>_<seed>.npy)")
@@ -369,6 +373,11 @@ def main(argv=None) -> int:
     seeds = parse_seeds(args.seeds)
     schemes = args.folds.split(",")
     variants = args.variants.split(",")
+    stage2 = (["default"] if args.stage2 else []) + \
+        [v for v in (args.stage2_variants or "").split(",") if v and v != "default"]
+    unknown = [v for v in stage2 if v not in variants]
+    if unknown:
+        p.error(f"--stage2-variants {unknown} must be among --variants {variants}")
     over = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
     load0 = os.getloadavg()
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -378,7 +387,7 @@ def main(argv=None) -> int:
                "machine": f"{platform.platform()}, {os.cpu_count()} CPU", "loadavg_before": list(load0)}
     t0 = time.time()
     for name in names:
-        res, info, secs = run_city(name, specs[name], seeds, schemes, variants, args.stage2, log, over, args.save_emb,
+        res, info, secs = run_city(name, specs[name], seeds, schemes, variants, stage2, log, over, args.save_emb,
                                    args.load_emb)
         results["cities"][name], results["inputs"][name], results["train_seconds"][name] = res, info, secs
     results.update(wall_seconds=time.time() - t0, peak_rss_mb=peak_rss_mb(), loadavg_after=list(os.getloadavg()))

@@ -16,16 +16,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from .gathers import pair_dots, scatter
 
-def _scatter(src, index, n, reduce):
-    """Sum or max of the rows of ``src`` into ``n`` rows by ``index`` (torch-geometric's ``scatter``)."""
-    import warnings
-
-    with warnings.catch_warnings():          # torch-geometric's import calls the deprecated torch.jit.script
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from torch_geometric.utils import scatter
-
-    return scatter(src, index, dim=0, dim_size=n, reduce=reduce)
 
 
 def od_kl(src: torch.Tensor, dst: torch.Tensor, w: torch.Tensor, entropy: float) -> torch.Tensor:
@@ -82,67 +74,6 @@ def _origin_subset(rows, cols, w, n: int, keep: int):
     return rows[m], cols[m], w[m] * (n / keep)
 
 
-#: observed pairs per block in ``pair_dots``: the gathered rows of a block (2 x 32 768 x width floats, ~38 MB at
-#: width 144) stay small, where gathering a city's million OD pairs at once moved gigabytes per epoch
-PAIR_BLOCK = 32768
-
-
-class _serial_index_add:
-    """On the CPU ``index_add_`` adds in index order, deterministic as it is; with deterministic algorithms
-    on, torch routes it through ``scatter_add_`` with a materialised (pairs x width) index instead (most of
-    the cost). This lifts that setting for the block loop on the CPU only (on a GPU the setting matters)."""
-
-    def __init__(self, device):
-        self.cpu = torch.device(device).type == "cpu"
-
-    def __enter__(self):
-        self.was = torch.are_deterministic_algorithms_enabled()
-        self.warn = torch.is_deterministic_algorithms_warn_only_enabled()
-        if self.cpu and self.was:
-            torch.use_deterministic_algorithms(False)
-
-    def __exit__(self, *exc):
-        if self.cpu and self.was:
-            torch.use_deterministic_algorithms(True, warn_only=self.warn)
-        return False
-
-
-class _PairDots(torch.autograd.Function):
-    """s_k = a[rows_k] . b[cols_k] for the observed pairs, computed (and differentiated) block by block, so no
-    (pairs x width) tensor is kept for the backward pass; the gradients are accumulated block after block in
-    the pairs' order, the order the gather-multiply-sum it replaces accumulated them in."""
-
-    @staticmethod
-    def forward(ctx, a, b, rows, cols):
-        ctx.save_for_backward(a, b, rows, cols)
-        out = a.new_empty(rows.shape[0])
-        for i in range(0, rows.shape[0], PAIR_BLOCK):
-            r, c = rows[i:i + PAIR_BLOCK], cols[i:i + PAIR_BLOCK]
-            out[i:i + PAIR_BLOCK] = (torch.index_select(a, 0, r) * torch.index_select(b, 0, c)).sum(-1)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        a, b, rows, cols = ctx.saved_tensors
-        ga = torch.zeros_like(a) if ctx.needs_input_grad[0] else None
-        gb = torch.zeros_like(b) if ctx.needs_input_grad[1] else None
-        with _serial_index_add(a.device):
-            for i in range(0, rows.shape[0], PAIR_BLOCK):
-                r, c, g = rows[i:i + PAIR_BLOCK], cols[i:i + PAIR_BLOCK], grad[i:i + PAIR_BLOCK, None]
-                if ga is not None:
-                    ga.index_add_(0, r, g * torch.index_select(b, 0, c))
-                if gb is not None:
-                    gb.index_add_(0, c, torch.index_select(a, 0, r) * g)
-        return ga, gb, None, None
-
-
-def pair_dots(a: torch.Tensor, b: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """(pairs,) dot products a[rows] . b[cols] (the OD loss's observed pairs) without a (pairs x width) tensor."""
-    if rows.shape[0] <= PAIR_BLOCK:
-        return (torch.index_select(a, 0, rows) * torch.index_select(b, 0, cols)).sum(-1)
-    return _PairDots.apply(a, b, rows, cols)
-
-
 def _sampled_ce(a, b, rows, cols, w, counts, n: int, negatives: int):
     """sum_ij w_ij (log Z_i - a_i.b_j), Z_i = sum over all j of exp(a_i.b_j) estimated from the observed
     j and ``negatives`` destinations drawn without replacement and shared by all origins (weighted by
@@ -155,9 +86,9 @@ def _sampled_ce(a, b, rows, cols, w, counts, n: int, negatives: int):
     neg = torch.randperm(n, device=a.device)[:negatives]
     s_neg = a @ pick(b, 0, neg).T                                        # (N, R), no N x N
     with torch.no_grad():
-        top = torch.maximum(_scatter(s_obs, rows, n, "max"), s_neg.max(1).values)
+        top = torch.maximum(scatter(s_obs, rows, n, "max"), s_neg.max(1).values)
     rest = ((n - counts) / negatives).clamp_min(0.0)
-    z = _scatter(torch.exp(s_obs - pick(top, 0, rows)), rows, n, "sum") + \
+    z = scatter(torch.exp(s_obs - pick(top, 0, rows)), rows, n, "sum") + \
         torch.exp(s_neg - top[:, None]).sum(1) * rest
     log_z = top + torch.log(z.clamp_min(1e-30))
     return (w * (pick(log_z, 0, rows) - s_obs)).sum()

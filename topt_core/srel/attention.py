@@ -34,15 +34,6 @@ def _take(x, index):
     return torch.index_select(x, 0, index)
 
 
-def _scatter(src, index, n, reduce):
-    import warnings
-
-    with warnings.catch_warnings():          # torch-geometric's import calls the deprecated torch.jit.script
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from torch_geometric.utils import scatter
-
-    return scatter(src, index, dim=0, dim_size=n, reduce=reduce)
-
 
 class RegionAttention(nn.Module):
     def __init__(self, dim: int, heads: int, dropout: float = 0.0):

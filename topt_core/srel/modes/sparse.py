@@ -19,7 +19,8 @@ from torch.nn import functional as F
 
 from ... import spatial
 from ...errors import ToptConfigError, ToptResourceError
-from ..attention import AttentionContext, _scatter, _take
+from ...gathers import edge_sum, pair_dots, scatter
+from ..attention import AttentionContext, _take
 from .base import AttentionMode
 
 
@@ -48,36 +49,37 @@ class SparseContext(AttentionContext):
         n, h, dh = x.shape[0], layer.heads, layer.head_dim
         q, k, v = layer.qkv(x).view(n, 3, h, dh).unbind(1)                   # (N, H, dh) each
         scale = dh ** -0.5
-        le = (_take(q, self.dst) * _take(k, self.src)).sum(-1) * scale       # (E, H) local logits
+        le = pair_dots(q, k, self.dst, self.src) * scale                     # (E, H) local logits
         if self.edge_bias is not None:
             le = le + self.edge_bias
         m = self.anchor_log_count.shape[0]
         counts = self.anchor_log_count.exp()[:, None, None]
-        ka = _scatter(k, self.anchor_of, m, "sum") / counts                  # (M, H, dh) mean keys
-        va = _scatter(v, self.anchor_of, m, "sum") / counts
+        ka = scatter(k, self.anchor_of, m, "sum") / counts                  # (M, H, dh) mean keys
+        va = scatter(v, self.anchor_of, m, "sum") / counts
         la = torch.einsum("nhd,mhd->nmh", q, ka) * scale + self.anchor_log_count[None, :, None]
         if self.anchor_bias is not None:
             la = la + self.anchor_bias
         with torch.no_grad():                                                # a shift: no gradient needed
-            top = torch.maximum(_scatter(le, self.dst, n, "max"), la.amax(1))  # (N, H)
+            top = torch.maximum(scatter(le, self.dst, n, "max"), la.amax(1))  # (N, H)
         ee = torch.exp(le - _take(top, self.dst))
         ea = torch.exp(la - top[:, None, :])
-        den = _scatter(ee, self.dst, n, "sum") + ea.sum(1)                   # (N, H)
+        den = scatter(ee, self.dst, n, "sum") + ea.sum(1)                   # (N, H)
         ae = ee / _take(den, self.dst)
         aa = ea / den[:, None, :]
         if layer.keep_attention:
             layer.last_attention = (ae.detach().mean(-1), aa.detach().mean(-1))    # (E,), (N, M)
         ae = F.dropout(ae, p=layer.dropout, training=layer.training)          # no dropout on the anchors: N x M masks would cost a third of an epoch
-        out = _scatter(ae[..., None] * _take(v, self.src), self.dst, n, "sum") + torch.einsum("nmh,mhd->nhd", aa, va)
+        out = edge_sum(ae, v, self.dst, self.src, n) + torch.einsum("nmh,mhd->nhd", aa, va)
         return layer.proj(out.reshape(n, -1))
 
 
 def estimate_sparse_memory(n_regions: int, config, od_pairs: int | None = None) -> int:
     """Rough peak bytes of one sparse training step: O(N (k + M)), nothing N².
 
-    Per layer the gathered queries, keys and values of the local edges and their grads, the anchor
-    logits (N x M x heads, a few copies); the OD loss's observed pairs (default 20 per region) and the
-    sampled pairs of the similarity losses; node states.
+    Per layer the local edges' logits and weights (E x heads, a few copies; their products with the
+    queries, keys and values run in blocks, ``gathers.py``, counted here as one E x width tensor of margin),
+    the anchor logits (N x M x heads, a few copies); the OD loss's observed pairs (default 20 per region)
+    and the sampled pairs of the similarity losses; node states.
     """
     from ..graph import default_anchors
 
@@ -85,7 +87,7 @@ def estimate_sparse_memory(n_regions: int, config, od_pairs: int | None = None) 
     e = n * (2 * (c.local_neighbours + c.od_partners) + 1)      # both directions, deduplicated at most this
     m = c.anchors or default_anchors(n)
     h, d = c.heads, c.hidden_dim
-    attn = c.layers * (4 * e * (4 * d + 6 * h) + 4 * n * m * h * 6)
+    attn = c.layers * (4 * e * (d + 6 * h) + 4 * n * m * h * 6)
     pairs = 4 * (e * 4 + n * m * 3) + 8 * n * m                  # edge/anchor features, the N x M distances
     od = 4 * (od_pairs if od_pairs is not None else 20 * n) * (4 * c.embed_dim + 8) + 4 * n * min(n, c.od_negatives) * 8
     sim = 4 * n * min(n, c.similarity_sample) * 6 + 4 * n * c.embed_dim * 6
