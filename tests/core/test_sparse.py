@@ -6,6 +6,7 @@ import torch
 from srel_fixtures import FAST, CountingReporter, tiny_data
 from topt_core.config import resolve_attention
 from topt_core.errors import ToptCancelled
+from topt_core.srel.modes import sparse as SPARSE_MODE
 from topt_core.srel import embed, load_model, save_model, train_srel
 
 SPARSE = FAST.replace(attention="sparse", local_neighbours=4, od_partners=2, anchors=5)
@@ -159,7 +160,8 @@ def test_sparse_memory_estimate_is_linear_and_refuses_what_does_not_fit(monkeypa
 
     cfg = FAST.replace(attention="sparse", anchors=64)
     small, big = M.estimate_sparse_memory(10_000, cfg), M.estimate_sparse_memory(100_000, cfg)
-    assert 8 < (big - 300 * 2 ** 20) / (small - 300 * 2 ** 20) < 12             # ~linear, not ~100x
+    base = SPARSE_MODE.BASE_BYTES
+    assert 8 < (big - base) / (small - base) < 12                               # ~linear, not ~100x
     assert M.estimate_dense_memory(100_000, cfg) > 50 * big
     monkeypatch.setattr(M, "available_memory", lambda device="cpu": 10 * 2 ** 20)
     with pytest.raises(ToptResourceError, match="sparse attention"):

@@ -73,6 +73,11 @@ class SparseContext(AttentionContext):
         return layer.proj(out.reshape(n, -1))
 
 
+#: the process before any tensor: Python, torch, numpy, scipy and the layer's arrays (a 5 000-region run peaks
+#: at 1.00 GiB, bench/RESULTS.md; 300 MiB left the estimate below that peak once the edge products ran in blocks)
+BASE_BYTES = 512 * 2 ** 20
+
+
 def estimate_sparse_memory(n_regions: int, config, od_pairs: int | None = None) -> int:
     """Rough peak bytes of one sparse training step: O(N (k + M)), nothing N².
 
@@ -94,7 +99,7 @@ def estimate_sparse_memory(n_regions: int, config, od_pairs: int | None = None) 
     nodes = 4 * n * (d * (8 + 6 * c.layers) + c.embed_dim * 16)
     params = 4 * 3 * (d * d * (4 + 12 * c.layers) + c.embed_dim * c.embed_dim * 6)
     kept = (c.restarts - 1) * (params // 3 + 4 * n * c.embed_dim * 2)
-    return int(attn + pairs + od + sim + nodes + params + kept + 300 * 2 ** 20)
+    return int(attn + pairs + od + sim + nodes + params + kept + BASE_BYTES)
 
 
 def sampled_od_target(m, device, negatives: int) -> dict:
