@@ -71,22 +71,24 @@ def city_specs() -> dict:
     return dict(CITIES)
 
 
+OFF = dict(sparse_recipe="off")     # the rows below were measured before the recipe (srel/recipe.py) existed
 VARIANTS = {                      # SrelConfig overrides, each an ablation row (srel:<name>)
-    "default": {},
-    "no-derived": dict(geometry_view=False, context_view=False),     # the embedding before the derived views
-    "no-context": dict(context_view=False),
-    "no-geometry": dict(geometry_view=False),
-    "features": dict(feature_weight=1.0),
-    "derived-inputs-only": dict(geometry_weight=0.0, context_weight=0.0),   # fed in, no loss of their own
-    "derived-low": dict(geometry_weight=0.25, context_weight=0.25),
-    "concat": dict(view_fusion="concat"),
-    "masked": dict(mask_weight=1.0),                 # GraphMAE-style masked regions, rebuilt from the neighbours
-    "masked-only": dict(mask_weight=1.0, mask_rate=0.5),
-    "masked-5": dict(mask_weight=5.0, mask_rate=0.5),
-    "masked-5-concat": dict(mask_weight=5.0, mask_rate=0.5, view_fusion="concat"),
-    "contrast": dict(contrast_weight=1.0),           # GRACE-style InfoNCE between two input-dropout passes
-    "contrast-5": dict(contrast_weight=5.0),
-    "masked-contrast-concat": dict(mask_weight=5.0, mask_rate=0.5, contrast_weight=1.0, view_fusion="concat"),          # the view encodings side by side instead of a weighted sum
+    "default": {},                                   # sparse POIs: the recipe (masked + contrast + concat)
+    "plain": OFF,                                    # the default before the recipe
+    "no-derived": dict(OFF, geometry_view=False, context_view=False),     # the embedding before the derived views
+    "no-context": dict(OFF, context_view=False),
+    "no-geometry": dict(OFF, geometry_view=False),
+    "features": dict(OFF, feature_weight=1.0),
+    "derived-inputs-only": dict(OFF, geometry_weight=0.0, context_weight=0.0),   # fed in, no loss of their own
+    "derived-low": dict(OFF, geometry_weight=0.25, context_weight=0.25),
+    "concat": dict(OFF, view_fusion="concat"),       # the view encodings side by side instead of a weighted sum
+    "masked": dict(OFF, mask_weight=1.0),            # GraphMAE-style masked regions, rebuilt from the neighbours
+    "masked-only": dict(OFF, mask_weight=1.0, mask_rate=0.5),
+    "masked-5": dict(OFF, mask_weight=5.0, mask_rate=0.5),
+    "masked-5-concat": dict(OFF, mask_weight=5.0, mask_rate=0.5, view_fusion="concat"),
+    "contrast": dict(OFF, contrast_weight=1.0),      # GRACE-style InfoNCE between two input-dropout passes
+    "contrast-5": dict(OFF, contrast_weight=5.0),
+    "masked-contrast-concat": dict(OFF, mask_weight=5.0, mask_rate=0.5, contrast_weight=1.0, view_fusion="concat"),
 }
 
 

@@ -35,9 +35,8 @@ HELP = {
                             "or none. " + ENUM_NOTE,
             "CENTRALITY": "Add the neighbour count and mobility strength of each region to its features.",
             "MOBILITY_BIAS": "Let the OD flow between two regions raise their attention.",
-            "ATTENTION": "auto (all pairs up to 1000 regions, sparse above), dense (every pair: memory grows with the "
-                         "square of the regions) or sparse (nearest regions and OD partners one by one, the rest of "
-                         "the city through clusters; for city-scale layers).",
+            "ATTENTION": "auto (all pairs up to 1000 regions, sparse above), dense (memory grows with the square of "
+                         "the regions) or sparse (near regions one by one, the rest through clusters).",
             "NEIGHBOURS": "Neighbour graph: auto (touching polygons, else nearest), touch or knn. " + ENUM_NOTE,
             "KNN": "Neighbours per region in the knn graph.",
             "EPOCHS": "Upper bound; training stops earlier when the self-supervised loss stops improving.",
@@ -51,14 +50,14 @@ HELP = {
             "RESTARTS": "Independent trainings combined into one embedding (1: a single model; 0: four for "
                         "layers up to 500 regions, where it adds accuracy, one above, where it would cost 4x).",
             "VIEW_WEIGHTS": "SSL loss weight by view name: poi=1; geometry=0.5 (others 1).",
+            "SPARSE_RECIPE": "auto: sparse POIs (median < 10 per region) add masked regions and contrastive passes.",
             "OUTPUT": "The region layer with the emb_ fields and the influence fields attn_in (attention the region "
                       "receives), attn_dist_m (mean distance of what it attends to) and centrality (its neighbour "
                       "count, as the model used it); styled by attn_in.",
-            "OUTPUT_MODEL": "Folder for the model. Left temporary, it is put next to OUTPUT so that it survives "
-                            "closing QGIS.",
-            "OUTPUT_LINKS": "Optional lines from each region's strongest attention partners to the region (arrows "
-                            "point at the region that attends): weight is the attention averaged over heads, "
-                            "layers and restarts; rank, distance_m and od_flow (an observed OD flow) come with it.",
+            "OUTPUT_MODEL": "Folder for the model. Left temporary, it goes next to OUTPUT (to survive closing QGIS).",
+            "OUTPUT_LINKS": "Optional lines from each region's strongest attention partners to it (arrows point at "
+                            "the region that attends): weight (averaged over heads, layers, restarts), rank, "
+                            "distance_m, od_flow.",
             "LINKS_PER_REGION": "How many partners per region the links layer keeps.",
         }),
     "predict_regions": (

@@ -23,8 +23,8 @@ def _split(s: str | None) -> list[str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .config import (ATTENTION_MODES, SPATIAL_BIASES, TARGET_TRANSFORMS, TASKS, USE_HEAD_CHOICES, PromptConfig,
-                         SrelConfig)
+    from .config import (ATTENTION_MODES, SPARSE_RECIPES, SPATIAL_BIASES, TARGET_TRANSFORMS, TASKS, USE_HEAD_CHOICES,
+                         PromptConfig, SrelConfig)
     from .evaluate import PROTOCOLS
     from .views.inputs import params as view_params
 
@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
     t.add_argument("--attention", default=d.attention, choices=ATTENTION_MODES,
                    help="auto (dense up to 1000 regions, sparse above), dense or sparse")
+    t.add_argument("--sparse-recipe", default=d.sparse_recipe, choices=SPARSE_RECIPES,
+                   help="auto: sparse POIs (median < 10 per region) also train masked regions and contrastive passes")
     t.add_argument("--view-weights", default="",
                    help="self-supervised loss weight per view, e.g. 'poi=1; geometry=0.5' (views not named: 1)")
     t.add_argument("--output", required=True, help="output file (.gpkg) with the region fields + emb_000…")
@@ -116,7 +118,8 @@ def _train(a, reporter) -> dict:
                                         reporter=reporter, text_fields=_split(a.text_fields), **inputs)
     cfg = SrelConfig(epochs=a.epochs, embed_dim=a.embed_dim, spatial_bias=a.spatial_bias,
                      centrality=not a.no_centrality, seed=a.seed, restarts=a.restarts, device=a.device,
-                     attention=a.attention, view_weights=parse_view_weights(a.view_weights))
+                     attention=a.attention, sparse_recipe=a.sparse_recipe,
+                     view_weights=parse_view_weights(a.view_weights))
     res = train_srel(data, cfg, reporter)
     from .device import last_threads
 

@@ -20,6 +20,7 @@ SPATIAL_BIASES = ("gaussian", "bucket", "none")
 NEIGHBOUR_MODES = ("auto", "touch", "knn")
 MOBILITY_FEATURES = ("summary", "rows")
 ATTENTION_MODES = ("auto", "dense", "sparse")
+SPARSE_RECIPES = ("auto", "on", "off")     # SrelConfig.sparse_recipe (srel/recipe.py)
 TASKS = ("crime", "checkin", "service", "generic")
 TARGET_TRANSFORMS = ("auto", "none", "log1p")
 USE_HEAD_CHOICES = ("off", "on", "auto")     # PromptConfig.use_head: the cross-attention head route (default first)
@@ -164,6 +165,8 @@ class SrelConfig(_ConfigMixin):
     contrast_drop: float = 0.2          # told apart from the others (keeps what is particular to a region)
     contrast_tau: float = 0.5
     contrast_rows: int = 1024           # anchors per epoch (against all regions as candidates)
+    sparse_recipe: str = "auto"         # srel/recipe.py: masked regions + contrastive passes + concat fusion for sparse
+                                        # POIs; "auto" (on when the median region has < 10 POIs) | "on" | "off"
     epochs: int = 150                   # chosen on the Manhattan benchmark (bench/RESULTS.md)
     lr: float = 2e-3
     weight_decay: float = 5e-4
@@ -199,6 +202,7 @@ class SrelConfig(_ConfigMixin):
         _one_of("SrelConfig", "view_fusion", self.view_fusion, ("attention", "concat"))
         _one_of("SrelConfig", "context_view", self.context_view, ("auto", "on", "off", True, False))
         _one_of("SrelConfig", "geometry_view", self.geometry_view, ("auto", "on", "off", True, False))
+        _one_of("SrelConfig", "sparse_recipe", self.sparse_recipe, SPARSE_RECIPES + (True, False))
         _check(self.knn >= 1, f"SrelConfig.knn must be >= 1, got {self.knn}.")
         _check(self.distance_buckets >= 2, f"SrelConfig.distance_buckets must be >= 2, got {self.distance_buckets}.")
         _check(self.distance_kernels >= 1, f"SrelConfig.distance_kernels must be >= 1, got {self.distance_kernels}.")

@@ -8,7 +8,8 @@ from qgis.core import (QgsProcessing, QgsProcessingOutputNumber, QgsProcessingOu
                        QgsProcessingParameterFolderDestination, QgsProcessingParameterNumber,
                        QgsProcessingParameterString)
 
-from topt_core.config import ATTENTION_MODES, NEIGHBOUR_MODES, SPATIAL_BIASES, SrelConfig, parse_view_weights
+from topt_core.config import (ATTENTION_MODES, NEIGHBOUR_MODES, SPARSE_RECIPES, SPATIAL_BIASES, SrelConfig,
+                               parse_view_weights)
 
 from ..adapters import regions, sinks, spatial_join, styles
 from ..feedback import FeedbackReporter
@@ -44,6 +45,7 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
     SEED = "SEED"
     RESTARTS = "RESTARTS"
     VIEW_WEIGHTS = "VIEW_WEIGHTS"
+    SPARSE_RECIPE = "SPARSE_RECIPE"
     ATTENTION = "ATTENTION"
     OUTPUT = "OUTPUT"
     OUTPUT_MODEL = "OUTPUT_MODEL"
@@ -121,6 +123,8 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
         self.addParameter(advanced(QgsProcessingParameterString(
             self.VIEW_WEIGHTS, self.tr("Loss weight per view"),
             defaultValue="", optional=True)))
+        self.addParameter(enum_param(self.SPARSE_RECIPE, self.tr("Training recipe for sparse POIs"), SPARSE_RECIPES,
+                                     d.sparse_recipe, advanced=True))
         self.addParameter(QgsProcessingParameterFeatureSink(self.OUTPUT, self.tr("Region embeddings"),
                                                             QgsProcessing.TypeVectorPolygon))
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_MODEL, self.tr("Model folder")))
@@ -151,6 +155,7 @@ class TrainRegionsAlgorithm(ToptAlgorithm):
             patience=i(self.PATIENCE), threads=i(self.THREADS), seed=i(self.SEED),
             restarts=i(self.RESTARTS), device=self.parameterAsEnumString(parameters, self.DEVICE, context),
             attention=self.parameterAsEnumString(parameters, self.ATTENTION, context),
+            sparse_recipe=self.parameterAsEnumString(parameters, self.SPARSE_RECIPE, context),
             view_weights=parse_view_weights(self.parameterAsString(parameters, self.VIEW_WEIGHTS, context)))
 
     def view_inputs(self, parameters, context) -> spatial_join.ViewInputs:

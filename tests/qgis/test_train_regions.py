@@ -145,3 +145,18 @@ def test_view_weights_reach_the_model(topt_provider, sample_copy, tmp_path):
                                           "OUTPUT": str(tmp_path / "o.gpkg"), "OUTPUT_MODEL": str(tmp_path / "m")})
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())["config"]
     assert [tuple(p) for p in cfg["view_weights"]] == [("mobility", 0.5), ("poi", 2.0)]
+
+
+def test_sparse_recipe_reaches_the_model(topt_provider, sample_copy, tmp_path):
+    """SPARSE_RECIPE=on trains the sample (dense POIs, so auto leaves it plain) with the recipe's objectives."""
+    import processing
+
+    runs = {}
+    for value in ("auto", "on"):
+        out = tmp_path / value
+        processing.run("topt:train_regions", {**sample_params(sample_copy), **FAST_SREL, "SPARSE_RECIPE": value,
+                                              "OUTPUT": str(out / "o.gpkg"), "OUTPUT_MODEL": str(out / "m")})
+        runs[value] = json.loads((out / "m" / "config.json").read_text())["config"]
+    assert runs["auto"]["sparse_recipe"] == "off" and runs["auto"]["mask_weight"] == 0
+    assert runs["on"]["sparse_recipe"] == "on" and runs["on"]["view_fusion"] == "concat"
+    assert runs["on"]["mask_weight"] == 5.0 and runs["on"]["contrast_weight"] == 1.0

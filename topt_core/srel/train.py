@@ -18,7 +18,7 @@ from .. import allocator
 from ..config import SrelConfig, resolve_restarts
 from ..device import DeviceChoice, cpu_threads, resolve_device, torch_threads
 from ..progress import check_canceled, ensure_reporter, eta_words
-from . import memory, modes
+from . import memory, modes, recipe
 from .determinism import Deterministic, member_seed  # noqa: F401  (member_seed: re-exported)
 from .folder import FORMAT, WEIGHTS_FILE, load_model, save_model  # noqa: F401  (the public API, re-exported)
 from .inputs import build_inputs, check_schema, fit_preprocessing, input_schema
@@ -106,6 +106,7 @@ def train_srel(data, config: SrelConfig = SrelConfig(), reporter=None, device: D
     data.validate()
     data = data.without_targets()
     config = config.replace(restarts=resolve_restarts(config, data.n))     # saved with the model as a number
+    config, recipe_note = recipe.resolve(config, data)                     # saved as "on" / "off" with its values
     choice = device or resolve_device(config.device)
     views.check_weights(config)
     mode = modes.resolve(config, data.n)                                  # resolved once, handed on
@@ -116,6 +117,8 @@ def train_srel(data, config: SrelConfig = SrelConfig(), reporter=None, device: D
         for w in view.warnings(data):
             reporter.warning(w)
     reporter.info(views.derived_note(data, config))
+    if recipe_note:
+        reporter.info(recipe_note)
     reporter.info(f"SREL: training on {choice.device} ({choice.reason}); {data.n} regions, "
                   f"views {', '.join(data.views())}{more}; {mode.describe(data.n, config)}; "
                   f"estimated peak memory {need / 1e9:.2f} GB.")
