@@ -205,6 +205,16 @@ def coverage(data, log):
     return info
 
 
+def config_tag(cfg, data) -> str:
+    """8 hex digits of the settings a training on ``data`` resolves to (``--save-emb`` / ``--load-emb`` file names)."""
+    import hashlib
+
+    from topt_core.srel import recipe
+
+    resolved = recipe.resolve(cfg, data)[0].to_dict()
+    return hashlib.sha1(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
 def run_city(name, spec, seeds, schemes, variants, stage2, log, config_over, save_dir=None, load_dir=None):
     from topt_core.config import PromptConfig, SrelConfig
     from topt_core.srel import train_srel
@@ -226,16 +236,18 @@ def run_city(name, spec, seeds, schemes, variants, stage2, log, config_over, sav
         embs = {}
         for vname in variants:
             t0 = time.perf_counter()
-            saved = Path(load_dir or "") / f"{name}_{vname}_{seed}.npy"
+            cfg = base_cfg.replace(seed=seed, **VARIANTS[vname])
+            stem = f"{name}_{vname}_{seed}_{config_tag(cfg, data)}"       # the resolved settings: a changed default
+            saved = Path(load_dir or "") / f"{stem}.npy"                   # never reads an old file
             if load_dir and saved.exists():                      # --load-emb: the embeddings of an earlier run
                 embs[vname] = np.load(saved)
                 log(f"  seed {seed} srel:{vname} read from {saved}")
                 continue
-            r = train_srel(data.without_targets(), base_cfg.replace(seed=seed, **VARIANTS[vname]))
+            r = train_srel(data.without_targets(), cfg)
             embs[vname] = r.embeddings
             if save_dir:
                 Path(save_dir).mkdir(parents=True, exist_ok=True)
-                np.save(Path(save_dir) / f"{name}_{vname}_{seed}.npy", r.embeddings)
+                np.save(Path(save_dir) / f"{stem}.npy", r.embeddings)
             seconds.setdefault(vname, []).append(time.perf_counter() - t0)
             log(f"  seed {seed} srel:{vname} trained in {seconds[vname][-1]:.1f} s ({r.epochs_run} epochs)")
         for target in spec["targets"]:
@@ -346,7 +358,8 @@ def main(argv=None) -> int:
                    help="comma list of variants (of --variants) whose embeddings stage 2 also runs on (row stage2:<v>)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="SrelConfig override for all")
     p.add_argument("--json", default=None)
-    p.add_argument("--save-emb", default=None, help="folder to save each embedding in (<city>_<variant>_<seed>.npy)")
+    p.add_argument("--save-emb", default=None,
+                   help="folder to save each embedding in (<city>_<variant>_<seed>_<settings hash>.npy)")
     p.add_argument("--load-emb", default=None, help="folder of saved embeddings to reuse instead of training")
     p.add_argument("--report", nargs="+", default=None, metavar="JSON",
                    help="print the tables of earlier runs' JSON files (merged) and exit")

@@ -50,7 +50,7 @@ HELP = {
             "RESTARTS": "Independent trainings combined into one embedding (1: a single model; 0: four for "
                         "layers up to 500 regions, where it adds accuracy, one above, where it would cost 4x).",
             "VIEW_WEIGHTS": "SSL loss weight by view name: poi=1; geometry=0.5 (others 1).",
-            "SPARSE_RECIPE": "auto: sparse POIs (median < 10 per region) add masked regions and contrastive passes.",
+            "SPARSE_RECIPE": "auto: sparse POIs (median < 10 per region) add masked and contrastive passes; on; off.",
             "OUTPUT": "The region layer with the emb_ fields and the influence fields attn_in (attention the region "
                       "receives), attn_dist_m (mean distance of what it attends to) and centrality (its neighbour "
                       "count, as the model used it); styled by attn_in.",

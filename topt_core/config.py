@@ -86,6 +86,7 @@ def upgrade_srel_settings(settings: dict) -> dict:
     """Stage-1 settings as written by an earlier version, in today's terms (model folders keep loading)."""
     settings = dict(settings)
     settings.setdefault("restarts", 1)          # folders written before restarts existed hold one model
+    settings.setdefault("sparse_recipe", "off")  # ... and before the sparse-POI recipe: trained without it
     if "auto_sparse_above" not in settings and settings.get("attention") == "dense":
         settings["attention"] = "auto"          # written when dense was the only mode: large layers go sparse
     return settings

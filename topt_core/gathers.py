@@ -11,7 +11,8 @@ As gathers, both keep (pairs x width) products for the backward pass (a few GB p
 regions) and, with deterministic algorithms on, torch turns each gather's backward ``index_add_`` into a
 ``scatter_add_`` with a materialised (pairs x width) index. Here the forward and backward passes run block
 after block of ``PAIR_BLOCK`` pairs, in the pairs' order, with ``index_add_`` in its serial CPU form: the
-order the gathers accumulated in, so values and gradients are identical (``tests/core/test_gathers.py``).
+order the gathers accumulated in, so on the CPU values and gradients are identical (``tests/core/test_gathers.py``;
+on a GPU ``index_add_`` adds atomically or, deterministic, in sorted order: equal up to rounding).
 Trailing dimensions (heads) are carried along: ``a`` may be (N, heads, width).
 """
 from __future__ import annotations
@@ -115,13 +116,13 @@ class _EdgeSum(torch.autograd.Function):
 
 def pair_dots(a: torch.Tensor, b: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
     """(pairs, ...) dot products a[rows] . b[cols] over the last dimension, without a (pairs x width) tensor."""
-    if rows.shape[0] <= PAIR_BLOCK:
+    if rows.shape[0] <= PAIR_BLOCK or a.dtype != b.dtype:         # mixed dtypes: the gather's type promotion
         return (torch.index_select(a, 0, rows) * torch.index_select(b, 0, cols)).sum(-1)
     return _PairDots.apply(a, b, rows, cols)
 
 
 def edge_sum(w: torch.Tensor, v: torch.Tensor, dst: torch.Tensor, src: torch.Tensor, n: int) -> torch.Tensor:
     """(n, ...) sums of w_e v[src_e] into dst_e; w: (pairs, ...) weights, v: (N, ..., width) values."""
-    if dst.shape[0] <= PAIR_BLOCK:
+    if dst.shape[0] <= PAIR_BLOCK or w.dtype != v.dtype:
         return scatter(w.unsqueeze(-1) * torch.index_select(v, 0, src), dst, n, "sum")
     return _EdgeSum.apply(w, v, dst, src, n)

@@ -37,7 +37,7 @@ def test_on_and_off_win_over_the_layer():
 
 
 def test_a_field_the_user_set_wins_over_the_recipe():
-    cfg, note = recipe.resolve(FAST.replace(mask_weight=2.0, view_fusion="attention"), _sparse())
+    cfg, note = recipe.resolve(FAST.replace(mask_weight=2.0), _sparse())
     assert cfg.mask_weight == 2.0 and cfg.mask_rate == 0.5 and cfg.contrast_weight == 1.0
     assert "kept as set: mask_weight" in note and "weight 2)" in note
     with pytest.raises(ToptConfigError, match="sparse_recipe"):
@@ -57,7 +57,7 @@ def test_a_sparse_layer_trains_with_the_recipe_and_its_model_folder_reloads(tmp_
     np.testing.assert_allclose(embed(back, data), res.embeddings, rtol=1e-5, atol=1e-6)
 
 
-def test_a_dense_layer_trains_as_before():
+def test_auto_trains_a_dense_layer_exactly_as_the_plain_recipe():
     data = _dense()
     auto = train_srel(data, FAST)
     plain = train_srel(data, FAST.replace(sparse_recipe="off"))
@@ -78,3 +78,25 @@ def test_the_command_line_passes_the_recipe_to_the_model(tmp_path, monkeypatch):
                  "--output", str(tmp_path / "e.gpkg"), "--model-dir", str(tmp_path / "m")]) == 0
     stored = json.loads((tmp_path / "m" / "config.json").read_text())["config"]
     assert stored["sparse_recipe"] == "on" and stored["view_fusion"] == "concat" and stored["mask_weight"] == 5.0
+
+
+def test_the_memory_estimates_count_the_recipes_extra_passes_and_the_refusal_names_the_way_out(monkeypatch):
+    from topt_core.errors import ToptResourceError
+    from topt_core.srel import memory
+    from topt_core.srel.modes import get
+
+    on = FAST.replace(**recipe.RECIPE)
+    for mode, n in (("dense", 400), ("sparse", 5000)):
+        plain, more = get(mode).estimate_memory(n, FAST), get(mode).estimate_memory(n, on)
+        assert plain < more < 3 * plain
+    monkeypatch.setattr(memory, "available_memory", lambda device="cpu": get("sparse").estimate_memory(5000, FAST))
+    assert get("sparse").check_memory(5000, FAST) > 0
+    with pytest.raises(ToptResourceError, match="SPARSE_RECIPE=off"):
+        get("sparse").check_memory(5000, on)
+
+
+def test_a_model_folder_from_before_the_recipe_reads_as_trained_without_it():
+    from topt_core.config import SrelConfig, upgrade_srel_settings
+
+    old = {k: v for k, v in SrelConfig().to_dict().items() if k != "sparse_recipe"}
+    assert SrelConfig.from_dict(upgrade_srel_settings(old)).sparse_recipe == "off"

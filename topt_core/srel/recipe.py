@@ -7,7 +7,9 @@ rebuilt from their neighbours (``mask_weight`` 5, ``mask_rate`` 0.5), two contra
 (``contrast_weight`` 1) and the view encodings side by side (``view_fusion="concat"``). Dense POIs
 (Manhattan's 88 per region, the synthetic cities' 50) were never measured with them and keep the plain
 recipe. ``SrelConfig.sparse_recipe``: "auto" (on under the derived views' rule: the median region holds fewer
-than 10 POIs) | "on" | "off"; a field set away from its default wins over the recipe's value.
+than 10 POIs) | "on" | "off". A field set away from its default wins over the recipe's value; a field set to its
+default value cannot be told from one left alone, so to keep e.g. the attention fusion with the two objectives,
+turn the recipe off and set ``mask_weight``, ``mask_rate`` and ``contrast_weight`` yourself.
 """
 from __future__ import annotations
 

@@ -16,6 +16,18 @@ Adding a mode is one more sibling module with a ``MODE`` and one line in ``modes
 from __future__ import annotations
 
 
+def forward_passes(config) -> int:
+    """Forward graphs one training step keeps for its backward pass: the masked pass carries the other losses,
+    the contrastive objective adds two dropout passes (``srel/train.py``); one without either."""
+    return max(1, int(config.mask_weight > 0) + 2 * int(config.contrast_weight > 0))
+
+
+def passes_advice(config) -> str:
+    """The way out a refused run has when the sparse-POI recipe's extra passes triple its attention memory."""
+    return (" (the sparse-POI recipe's masked and contrastive passes take about 3 times the attention's memory: "
+            "SPARSE_RECIPE=off, --sparse-recipe off, trains without them)") if forward_passes(config) > 1 else ""
+
+
 class AttentionMode:
     name = ""
     whole_rows = False      # its links can hold each region's whole attention row (every partner is a region)

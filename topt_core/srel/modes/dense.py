@@ -16,7 +16,7 @@ from torch.nn import functional as F
 from ... import spatial
 from ...errors import ToptResourceError
 from ..attention import AttentionContext, dense_attention_bytes
-from .base import AttentionMode
+from .base import AttentionMode, forward_passes, passes_advice
 
 
 @dataclass
@@ -52,6 +52,8 @@ def estimate_dense_memory(n_regions: int, config) -> int:
     params = 4 * 3 * (c.hidden_dim * c.hidden_dim * (4 + 12 * c.layers) + c.embed_dim * c.embed_dim * 6)
     # restarts train one after another: only the finished members' weights and outputs add up
     kept = (c.restarts - 1) * (params // 3 + 4 * n * c.embed_dim * 2)
+    extra = forward_passes(c) - 1                       # the masked and contrastive passes keep their own graphs
+    attn, nodes = attn * (1 + extra), nodes * (1 + extra) + extra * 4 * n * n * c.heads * 3   # (their pair biases)
     return int(attn + pair + rows + nodes + params + kept + 200 * 2 ** 20)
 
 
@@ -73,7 +75,7 @@ class DenseMode(AttentionMode):
 
         need = estimate_dense_memory(n, config)
         advice = ("use ATTENTION=sparse (or auto), which limits attention to neighbours plus anchor clusters, or "
-                  "fewer regions (a smaller study area or a coarser grid)")
+                  "fewer regions (a smaller study area or a coarser grid)") + passes_advice(config)
         if n > config.max_dense_regions:
             raise ToptResourceError(
                 f"{n} regions exceed the dense-attention limit of {config.max_dense_regions} "

@@ -21,7 +21,7 @@ from ... import spatial
 from ...errors import ToptConfigError, ToptResourceError
 from ...gathers import edge_sum, pair_dots, scatter
 from ..attention import AttentionContext, _take
-from .base import AttentionMode
+from .base import AttentionMode, forward_passes, passes_advice
 
 
 @dataclass
@@ -84,7 +84,8 @@ def estimate_sparse_memory(n_regions: int, config, od_pairs: int | None = None) 
     Per layer the local edges' logits and weights (E x heads, a few copies; their products with the
     queries, keys and values run in blocks, ``gathers.py``, counted here as one E x width tensor of margin),
     the anchor logits (N x M x heads, a few copies); the OD loss's observed pairs (default 20 per region)
-    and the sampled pairs of the similarity losses; node states.
+    and the sampled pairs of the similarity losses; node states. The attention and node terms count once per
+    forward pass a step keeps (three with the sparse-POI recipe's masked and contrastive passes).
     """
     from ..graph import default_anchors
 
@@ -99,7 +100,7 @@ def estimate_sparse_memory(n_regions: int, config, od_pairs: int | None = None) 
     nodes = 4 * n * (d * (8 + 6 * c.layers) + c.embed_dim * 16)
     params = 4 * 3 * (d * d * (4 + 12 * c.layers) + c.embed_dim * c.embed_dim * 6)
     kept = (c.restarts - 1) * (params // 3 + 4 * n * c.embed_dim * 2)
-    return int(attn + pairs + od + sim + nodes + params + kept + BASE_BYTES)
+    return int(forward_passes(c) * (attn + nodes) + pairs + od + sim + params + kept + BASE_BYTES)
 
 
 def sampled_od_target(m, device, negatives: int) -> dict:
@@ -160,7 +161,8 @@ class SparseMode(AttentionMode):
             raise ToptResourceError(
                 f"Training on {n} regions needs about {need / 1e9:.1f} GB (sparse attention) but only "
                 f"{avail / 1e9:.1f} GB is available on {device}; use fewer regions (a smaller study area or a "
-                "coarser grid), fewer local neighbours or anchors, or a machine with more memory.")
+                "coarser grid), fewer local neighbours or anchors, or a machine with more memory"
+                f"{passes_advice(config)}.")
         return need
 
     # -- inputs and attention --------------------------------------------------------------------
