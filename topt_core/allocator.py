@@ -19,8 +19,9 @@ M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4            # glibc's mallopt parameters (m
 DEFAULT_TRIM_THRESHOLD, DEFAULT_MMAP_MAX = 128 * 1024, 65536
 KEEP_TRIM_THRESHOLD = 1 << 30
 #: peak memory with freed blocks kept, relative to the mode's estimate. The estimates are conservative enough
-#: to cover the raised peak: 2.13 GB measured against 2.44 GB estimated at 10 000 regions, 6.79 against 9.02 GB
-#: at 40 000 (bench/RESULTS.md, issue 21); raise this if a measured peak ever exceeds its estimate.
+#: to cover the raised peak: 1.58 GB measured against 1.90 GB estimated at 10 000 regions, 5.12 against 6.22 GB
+#: at 40 000, 11.5 against 14.7 GB at 100 000 (bench/RESULTS.md, issue 21); raise this if a measured peak ever
+#: exceeds its estimate.
 PEAK_FACTOR = 1.0
 
 

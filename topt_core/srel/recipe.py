@@ -24,7 +24,9 @@ def resolve(config: SrelConfig, data) -> tuple[SrelConfig, str]:
 
     value = config.sparse_recipe
     on = value in ("on", True) or (value == "auto" and CONTEXT.auto_on(data))
-    why = f" (auto: {_median_note(data)})" if value == "auto" else ""
+    med = CONTEXT.median_pois(data)
+    where = "no POIs" if med is None else f"median {med:g} POIs per region"
+    why = f" (auto: {where})" if value == "auto" else ""
     if not on:
         return config.replace(sparse_recipe="off"), (f"Training recipe: plain{why}." if value == "auto" else "")
     defaults = SrelConfig()
@@ -36,11 +38,3 @@ def resolve(config: SrelConfig, data) -> tuple[SrelConfig, str]:
     if kept:
         note += f"; kept as set: {', '.join(kept)}"
     return config.replace(sparse_recipe="on", **changes), note + "."
-
-
-def _median_note(data) -> str:
-    import numpy as np
-
-    if data.poi_counts is None:
-        return "no POIs"
-    return f"median {float(np.median(np.asarray(data.poi_counts).sum(1))):g} POIs per region"

@@ -121,14 +121,20 @@ class ContextView(DerivedView):
         """Sparse POIs (real OSM extracts: a median of 2-6 per census tract) need the neighbourhood's; dense
         ones (Manhattan's 88 per region) carry their own, and there the extra view cost 0.01-0.03 R²
         (bench/RESULTS.md)."""
+        med = self.median_pois(data)
+        return med is not None and med < self.sparse_below
+
+    @staticmethod
+    def median_pois(data) -> float | None:
+        """POIs in the median region (None without a POI view): what the ``auto`` rules read."""
         x = data.poi_counts
-        return x is not None and float(np.median(np.asarray(x).sum(1))) < self.sparse_below
+        return None if x is None else float(np.median(np.asarray(x).sum(1)))
 
     def why(self, data) -> str:
         """One line for the log: why the derived views are (not) used under ``auto``."""
         if data.poi_counts is None:
             return "no POIs: the polygon's measures stand in for the size a POI count would give"
-        med = float(np.median(np.asarray(data.poi_counts).sum(1)))
+        med = self.median_pois(data)
         if med < self.sparse_below:
             return (f"median {med:g} POIs per region (sparse): the polygon's measures and the POI densities over the "
                     "8, 32 and 128 nearest regions are added")

@@ -43,8 +43,8 @@ def estimate_dense_memory(n_regions: int, config) -> int:
     n = int(n_regions)
     c = config
     attn = dense_attention_bytes(n, c.heads, c.layers)
-    pair = 4 * n * n * (c.heads * 3                      # pair bias, its grad, per-head copies
-                        + (c.distance_kernels * 3 if c.spatial_bias == "gaussian" else 0)
+    bias = 4 * n * n * c.heads * 3                       # pair bias, its grad, per-head copies (each forward pass)
+    pair = 4 * n * n * ((c.distance_kernels * 3 if c.spatial_bias == "gaussian" else 0)
                         + (4 if c.spatial_bias == "bucket" else 0)
                         + 12)                            # distances, flow, OD target, 2 softmax + grads, cosines
     rows = 4 * n * 2 * n * 3 if c.mobility_features == "rows" else 0
@@ -52,9 +52,8 @@ def estimate_dense_memory(n_regions: int, config) -> int:
     params = 4 * 3 * (c.hidden_dim * c.hidden_dim * (4 + 12 * c.layers) + c.embed_dim * c.embed_dim * 6)
     # restarts train one after another: only the finished members' weights and outputs add up
     kept = (c.restarts - 1) * (params // 3 + 4 * n * c.embed_dim * 2)
-    extra = forward_passes(c) - 1                       # the masked and contrastive passes keep their own graphs
-    attn, nodes = attn * (1 + extra), nodes * (1 + extra) + extra * 4 * n * n * c.heads * 3   # (their pair biases)
-    return int(attn + pair + rows + nodes + params + kept + 200 * 2 ** 20)
+    passes = forward_passes(c)                          # the masked and contrastive passes keep their own graphs
+    return int(passes * (attn + bias + nodes) + pair + rows + params + kept + 200 * 2 ** 20)
 
 
 class DenseMode(AttentionMode):
